@@ -1,0 +1,1 @@
+"""Minimeter: smart-meter data minimisation."""

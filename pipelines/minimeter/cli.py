@@ -1,0 +1,145 @@
+"""The ``minimeter`` command line.
+
+Failures print one line ``minimeter: <category>: <detail>`` on stderr and exit 1; nothing is
+written to stdout then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from minimeter.errors import ConfigError, MinimeterError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parse_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--at: {value!r} is not an ISO 8601 date-time") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})", "input-unreadable") from None
+
+
+def _write_output(data: bytes, out: str | None) -> None:
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(out)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write ({exc.strerror})", "output-unwritable") from None
+
+
+def _trust(args: argparse.Namespace) -> object:
+    from minimeter.cms import TrustStore
+
+    return TrustStore.from_files(args.trust_anchor, args.intermediate or ())
+
+
+def _cms_open(args: argparse.Namespace) -> int:
+    from minimeter.cms import open_message
+    from minimeter.keys import load_certificates, load_private_key
+
+    key = load_private_key(args.key)
+    cert = load_certificates(args.cert)[0]
+    trust = _trust(args)
+    at = _parse_at(args.at)
+    opened = open_message(
+        _read_input(args.message), recipient_key=key, recipient_cert=cert, trust=trust, at=at  # type: ignore[arg-type]
+    )
+    _write_output(opened.payload, args.out)
+    return 0
+
+
+def _cms_resign(args: argparse.Namespace) -> int:
+    from minimeter.cms import resign
+    from minimeter.keys import load_certificates, load_private_key
+
+    key = load_private_key(args.signer_key)
+    cert = load_certificates(args.signer_cert)[0]
+    chain = load_certificates(args.signer_chain) if args.signer_chain else []
+    trust = _trust(args)
+    at = _parse_at(args.at)
+    out = resign(
+        _read_input(args.message), signer_key=key, signer_cert=cert, chain=chain, trust=trust, at=at  # type: ignore[arg-type]
+    )
+    _write_output(out, args.out)
+    return 0
+
+
+def _add_trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-anchor", action="append", required=True, metavar="ROOT.pem")
+    p.add_argument("--intermediate", action="append", metavar="CERT.pem")
+    p.add_argument("--at", metavar="ISO8601", help="time to check validity at when no signingTime")
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minimeter", description="Smart-meter data minimisation for SMGW CMS messages."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cms_p = commands.add_parser("cms", help="open or re-sign one CMS message")
+    cms_sub = cms_p.add_subparsers(dest="cms_command", required=True)
+    op = cms_sub.add_parser("open", help="verify and decrypt; writes the payload")
+    op.add_argument("message", metavar="MESSAGE", help="DER or PEM file, - for stdin")
+    op.add_argument("--key", required=True, metavar="KEY.pem")
+    op.add_argument("--cert", required=True, metavar="CERT.pem")
+    _add_trust_options(op)
+    op.set_defaults(handler=_cms_open)
+    rs = cms_sub.add_parser("resign", help="verify and replace the signature; writes DER")
+    rs.add_argument("message", metavar="MESSAGE", help="DER or PEM file, - for stdin")
+    rs.add_argument("--signer-key", required=True, metavar="KEY.pem")
+    rs.add_argument("--signer-cert", required=True, metavar="CERT.pem")
+    rs.add_argument("--signer-chain", metavar="PEM")
+    _add_trust_options(rs)
+    rs.set_defaults(handler=_cms_resign)
+
+    demo = commands.add_parser("demo", help="run the main job on a small synthetic fleet")
+    demo.add_argument("--out", default="out/demo", metavar="DIR")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from minimeter.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except MinimeterError as exc:
+        print(f"minimeter: {exc.category}: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("minimeter: interrupted: stopped by the user", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""ASN.1 declarations asn1crypto lacks (RFC 5753 ECC-CMS-SharedInfo, RFC 5084 GCMParameters),
+and small helpers on top of asn1crypto's own parser."""
+
+from __future__ import annotations
+
+from asn1crypto import core, parser
+
+
+class EccCmsSharedInfo(core.Sequence):
+    """RFC 5753 section 7.2: the KDF's SharedInfo for ECDH key agreement in CMS."""
+
+    _fields = [
+        ("key_info", core.Any),
+        ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
+        ("supp_pub_info", core.OctetString, {"explicit": 2}),
+    ]
+
+
+class GcmParameters(core.Sequence):
+    """RFC 5084 section 3.2: AES-GCM parameters."""
+
+    _fields = [
+        ("nonce", core.OctetString),
+        ("icv_len", core.Integer, {"default": 12}),
+    ]
+
+
+UNIVERSAL = 0
+CONTEXT = 2
+CONSTRUCTED = 1
+TAG_INTEGER = 2
+TAG_OID = 6
+TAG_SEQUENCE = 16
+TAG_SET = 17
+
+
+def present(value: object) -> bool:
+    """Whether an OPTIONAL field is there (asn1crypto returns ``Void`` for absent ones)."""
+    return value is not None and not isinstance(value, core.Void)
+
+
+def as_set_of(contents: bytes) -> bytes:
+    """Re-tag the content octets of an IMPLICIT [n] attribute set as a universal SET OF.
+
+    Signatures over signed attributes (RFC 5652 5.4) and the AAD of AuthEnvelopedData
+    (RFC 5083 2.2) are computed over this encoding, not over the [n]-tagged one.
+    """
+    return bytes(parser.emit(UNIVERSAL, CONSTRUCTED, TAG_SET, contents))
+
+
+def outer_header(data: bytes) -> tuple[int, int, int, bytes]:
+    """Class, method, tag and contents of the first element of ``data``.
+
+    asn1crypto checks the declared length against the data before slicing, so a length
+    beyond the input is refused here without allocating for it.
+    """
+    class_, method, tag, _header, contents, _trailer = parser.parse(data, strict=False)
+    return class_, method, tag, contents
+
+
+def first_child_tag(sequence_contents: bytes) -> tuple[int, int]:
+    """(class, tag) of the first element inside a SEQUENCE's content octets."""
+    class_, _method, tag, _contents = outer_header(sequence_contents)
+    return class_, tag

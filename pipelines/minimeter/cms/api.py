@@ -1,0 +1,174 @@
+"""The CMS core's entry points: open, re-sign, and make SMGW-style messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from minimeter.cms.envelope import (
+    IdentifierKind,
+    MatchedRecipient,
+    RecipientKey,
+    decrypt_envelope,
+    encrypt_envelope,
+    unwrap_envelope,
+)
+from minimeter.cms.signed import (
+    DEFAULT_MAX_SIZE,
+    ENVELOPE_TYPES,
+    SignerKey,
+    VerifiedSignedData,
+    make_signed_data,
+    read_content_info,
+    verify_signed_data,
+)
+from minimeter.cms.trust import TrustStore
+from minimeter.errors import CmsError
+
+
+@dataclass(frozen=True)
+class OpenedMessage:
+    """A verified and decrypted gateway message."""
+
+    payload: bytes
+    signer: x509.Certificate
+    signing_time: datetime
+    signed_content_type: str
+    """eContentType of the SignedData (AuthEnvelopedData or EnvelopedData OID)."""
+    payload_content_type: str
+    """Content type inside the envelope (normally id-data)."""
+    cipher: str
+    recipient: MatchedRecipient
+    econtent_wrapped: bool
+    """True when the eContent was a whole ContentInfo rather than the bare envelope."""
+
+
+def verify_message(
+    data: bytes, *, trust: TrustStore, at: datetime | None = None, max_size: int = DEFAULT_MAX_SIZE
+) -> VerifiedSignedData:
+    """Verify the gateway's signature; the eContent must be an envelope (fail closed)."""
+    verified = verify_signed_data(read_content_info(data, max_size=max_size), trust=trust, at=at)
+    if verified.econtent_type not in ENVELOPE_TYPES:
+        raise CmsError(
+            "not-encrypted", f"signed content {verified.econtent_type} is not an encrypted envelope"
+        )
+    return verified
+
+
+def _decrypt(
+    verified: VerifiedSignedData, recipient_key: RecipientKey, recipient_cert: x509.Certificate
+) -> OpenedMessage:
+    envelope, wrapped = unwrap_envelope(verified.econtent, verified.econtent_type)
+    decrypted = decrypt_envelope(
+        envelope,
+        verified.econtent_type,
+        recipient_key=recipient_key,
+        recipient_cert=recipient_cert,
+    )
+    return OpenedMessage(
+        payload=decrypted.content,
+        signer=verified.signer,
+        signing_time=verified.signing_time,
+        signed_content_type=verified.econtent_type,
+        payload_content_type=decrypted.content_type,
+        cipher=decrypted.cipher,
+        recipient=decrypted.recipient,
+        econtent_wrapped=wrapped,
+    )
+
+
+def open_message(
+    data: bytes,
+    *,
+    recipient_key: RecipientKey,
+    recipient_cert: x509.Certificate,
+    trust: TrustStore,
+    at: datetime | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> OpenedMessage:
+    """Verify a gateway's SignedData against ``trust`` and decrypt its envelope for us.
+
+    Raises only :class:`~minimeter.errors.CmsError`.
+    """
+    verified = verify_message(data, trust=trust, at=at, max_size=max_size)
+    return _decrypt(verified, recipient_key, recipient_cert)
+
+
+def _resign(
+    verified: VerifiedSignedData,
+    signer_key: SignerKey,
+    signer_cert: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    at: datetime | None,
+) -> bytes:
+    return make_signed_data(
+        verified.econtent,
+        verified.econtent_type,
+        signer_key=signer_key,
+        signer_cert=signer_cert,
+        chain=tuple(chain),
+        at=at,
+        known_digests=verified.econtent_digests,
+    )
+
+
+def resign(
+    data: bytes,
+    *,
+    signer_key: SignerKey,
+    signer_cert: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    trust: TrustStore,
+    at: datetime | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> bytes:
+    """Replace the gateway's signature by ours (TR-03109 pseudonymisation).
+
+    The gateway's signature is verified first (no decryption). The result is a new SignedData
+    with the same eContentType and byte-identical eContent, one SignerInfo by ``signer_key``,
+    and only ``signer_cert`` + ``chain`` as certificates: nothing of the gateway survives.
+    """
+    verified = verify_message(data, trust=trust, at=at, max_size=max_size)
+    return _resign(verified, signer_key, signer_cert, chain, at)
+
+
+def open_and_resign(
+    data: bytes,
+    *,
+    recipient_key: RecipientKey,
+    recipient_cert: x509.Certificate,
+    signer_key: SignerKey,
+    signer_cert: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    trust: TrustStore,
+    at: datetime | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> tuple[OpenedMessage, bytes]:
+    """Both of the above with one signature verification."""
+    verified = verify_message(data, trust=trust, at=at, max_size=max_size)
+    opened = _decrypt(verified, recipient_key, recipient_cert)
+    return opened, _resign(verified, signer_key, signer_cert, chain, at)
+
+
+def seal_message(
+    payload: bytes,
+    recipients: Sequence[x509.Certificate],
+    *,
+    signer_key: SignerKey,
+    signer_cert: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    at: datetime | None = None,
+    cipher: str = "aes128-gcm",
+    kdf_hash: str = "sha256",
+    identifier: IdentifierKind = "issuer-and-serial",
+) -> bytes:
+    """Encrypt ``payload`` to ``recipients`` and sign the bare envelope: an SMGW-shaped message."""
+    content_type, envelope = encrypt_envelope(
+        payload, recipients, cipher=cipher, kdf_hash=kdf_hash, identifier=identifier
+    )
+    return make_signed_data(
+        envelope, content_type, signer_key=signer_key, signer_cert=signer_cert, chain=tuple(chain), at=at
+    )

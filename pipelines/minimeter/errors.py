@@ -1,0 +1,62 @@
+"""One flat module of Minimeter's exceptions.
+
+Every exception carries a machine-readable ``category`` and a ``detail`` that is safe to log:
+details never contain plaintext, key material, or raw gateway / meter identifiers.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+CmsCategory = Literal[
+    "malformed",
+    "not-signed",
+    "not-encrypted",
+    "signature-invalid",
+    "untrusted-signer",
+    "not-a-recipient",
+    "decryption-failed",
+    "unsupported-algorithm",
+    "payload-too-large",
+]
+
+CMS_CATEGORIES: Final[frozenset[str]] = frozenset(
+    {
+        "malformed",
+        "not-signed",
+        "not-encrypted",
+        "signature-invalid",
+        "untrusted-signer",
+        "not-a-recipient",
+        "decryption-failed",
+        "unsupported-algorithm",
+        "payload-too-large",
+    }
+)
+
+
+class MinimeterError(Exception):
+    """Base of every error Minimeter reports: ``category`` is machine-readable."""
+
+    category: str
+
+    def __init__(self, category: str, detail: str) -> None:
+        super().__init__(f"{category}: {detail}")
+        self.category = category
+        self.detail = detail
+
+
+class CmsError(MinimeterError):
+    """A CMS message could not be parsed, verified, decrypted or re-signed."""
+
+    def __init__(self, category: CmsCategory, detail: str) -> None:
+        if category not in CMS_CATEGORIES:  # pragma: no cover - programming error
+            raise AssertionError(f"unknown CMS error category {category!r}")
+        super().__init__(category, detail)
+
+
+class ConfigError(MinimeterError):
+    """A key, certificate or configuration file could not be used."""
+
+    def __init__(self, detail: str, category: str = "config-invalid") -> None:
+        super().__init__(category, detail)

@@ -1,0 +1,1 @@
+"""Synthetic SMGW fleet and test SM-PKI (``minimeter synth``)."""
