@@ -31,8 +31,13 @@ class CmsWorld:
         self.foreign = pki.issue("gw-foreign", self.other_root)
         self.hubs: dict[str, Identity] = {
             curve: pki.issue(f"hub-{curve}", self.subca, curve=curve, profile="enc_ec")
-            for curve in ("brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1",
-                          "prime256v1", "secp384r1")
+            for curve in (
+                "brainpoolP256r1",
+                "brainpoolP384r1",
+                "brainpoolP512r1",
+                "prime256v1",
+                "secp384r1",
+            )
         }
         self.hub = self.hubs["brainpoolP256r1"]
         self.hub_rsa = pki.issue("hub-rsa", self.subca, curve="rsa2048", profile="enc_rsa")
@@ -41,7 +46,9 @@ class CmsWorld:
         self.pseudonymiser = pki.issue("pseudonymiser", self.ps_root)
         self.payload = base / "payload.xml"
         self.payload.write_bytes(
-            b'<?xml version="1.0" encoding="UTF-8"?>\n<profile>' + b"<v>42</v>" * 200 + b"</profile>\n"
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<profile>'
+            + b"<v>42</v>" * 200
+            + b"</profile>\n"
         )
 
     def path(self, name: str) -> Path:
@@ -51,3 +58,17 @@ class CmsWorld:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> CmsWorld:
     return CmsWorld(tmp_path_factory.mktemp("cms-world"))
+
+
+SYNTH_ARGS = dict(meters=14, days=3, faults=0.25, forward_share=0.1, zlib_share=0.3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from datetime import date
+
+    from minimeter.synth.generate import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("synth")
+    synthesize(SynthConfig(out=out, start=date(2026, 1, 9), **SYNTH_ARGS), progress=False)  # type: ignore[arg-type]
+    return out

@@ -85,17 +85,49 @@ class Pki:
     def key(self, name: str, curve: str) -> Path:
         path = self.dir / f"{name}.key"
         if curve.startswith("rsa"):
-            openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{curve[3:]}", "-out", path)
+            openssl(
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                f"rsa_keygen_bits:{curve[3:]}",
+                "-out",
+                path,
+            )
         else:
-            openssl("genpkey", "-algorithm", "EC", "-pkeyopt", f"ec_paramgen_curve:{curve}",
-                    "-pkeyopt", "ec_param_enc:named_curve", "-out", path)
+            openssl(
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                f"ec_paramgen_curve:{curve}",
+                "-pkeyopt",
+                "ec_param_enc:named_curve",
+                "-out",
+                path,
+            )
         return path
 
     def root(self, name: str, curve: str = "brainpoolP256r1") -> Identity:
         key = self.key(name, curve)
         cert = self.dir / f"{name}.pem"
-        openssl("req", "-x509", "-new", "-key", key, "-subj", f"/CN={name}", "-days", "3650",
-                "-config", self.ext, "-extensions", "ext_ca", "-out", cert)
+        openssl(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key,
+            "-subj",
+            f"/CN={name}",
+            "-days",
+            "3650",
+            "-config",
+            self.ext,
+            "-extensions",
+            "ext_ca",
+            "-out",
+            cert,
+        )
         return Identity(key, cert)
 
     def issue(
@@ -120,9 +152,23 @@ class Pki:
         conf = cadir / "ca.cnf"
         conf.write_text(CA_CONFIG.format(dir=cadir, md="sha256") + EXTENSIONS)
         cert = self.dir / f"{name}.pem"
-        args: list[str | Path] = ["ca", "-batch", "-notext", "-config", conf, "-cert", issuer.cert,
-                                  "-keyfile", issuer.key, "-in", csr, "-out", cert,
-                                  "-extensions", f"ext_{profile}"]
+        args: list[str | Path] = [
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            conf,
+            "-cert",
+            issuer.cert,
+            "-keyfile",
+            issuer.key,
+            "-in",
+            csr,
+            "-out",
+            cert,
+            "-extensions",
+            f"ext_{profile}",
+        ]
         args += ["-startdate", start] if start else []
         args += ["-enddate", end] if end else ["-days", "365"]
         openssl(*args)
@@ -139,8 +185,18 @@ def encrypt(
     keyid: bool = False,
     oaep: bool = False,
 ) -> Path:
-    args: list[str | Path] = ["cms", "-encrypt", f"-{cipher}", "-binary", "-outform", "DER",
-                              "-in", payload, "-out", out]
+    args: list[str | Path] = [
+        "cms",
+        "-encrypt",
+        f"-{cipher}",
+        "-binary",
+        "-outform",
+        "DER",
+        "-in",
+        payload,
+        "-out",
+        out,
+    ]
     for r in recipients:
         args += ["-recip", r]
         is_rsa = b"rsaEncryption" in openssl("x509", "-in", r, "-noout", "-text")
@@ -175,8 +231,23 @@ def sign(
     detached: bool = False,
     outform: str = "DER",
 ) -> Path:
-    args: list[str | Path] = ["cms", "-sign", "-signer", signer.cert, "-inkey", signer.key,
-                              "-binary", "-md", md, "-outform", outform, "-in", content, "-out", out]
+    args: list[str | Path] = [
+        "cms",
+        "-sign",
+        "-signer",
+        signer.cert,
+        "-inkey",
+        signer.key,
+        "-binary",
+        "-md",
+        md,
+        "-outform",
+        outform,
+        "-in",
+        content,
+        "-out",
+        out,
+    ]
     if not detached:
         args.append("-nodetach")
     if econtent_type:
@@ -195,13 +266,34 @@ def sign(
 
 def verify(message: Path, ca: Path, *, inform: str = "DER") -> bytes:
     """The verified eContent, by ``openssl cms -verify``."""
-    return openssl("cms", "-verify", "-CAfile", ca, "-purpose", "any", "-binary",
-                   "-inform", inform, "-in", message)
+    return openssl(
+        "cms",
+        "-verify",
+        "-CAfile",
+        ca,
+        "-purpose",
+        "any",
+        "-binary",
+        "-inform",
+        inform,
+        "-in",
+        message,
+    )
 
 
 def decrypt(envelope_ci: Path, recipient: Identity) -> bytes:
-    return openssl("cms", "-decrypt", "-inform", "DER", "-in", envelope_ci,
-                   "-recip", recipient.cert, "-inkey", recipient.key)
+    return openssl(
+        "cms",
+        "-decrypt",
+        "-inform",
+        "DER",
+        "-in",
+        envelope_ci,
+        "-recip",
+        recipient.cert,
+        "-inkey",
+        recipient.key,
+    )
 
 
 def wrap_content_info(bare: bytes, content_type: str) -> bytes:

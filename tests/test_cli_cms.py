@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import CmsWorld
 from opensslkit import Identity, openssl, verify
 from test_cms_interop import _name, make_message
@@ -22,10 +23,23 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
-def open_args(world: CmsWorld, message: Path, recipient: Identity | None = None) -> list[str | Path]:
+def open_args(
+    world: CmsWorld, message: Path, recipient: Identity | None = None
+) -> list[str | Path]:
     who = recipient or world.hub
-    return ["cms", "open", message, "--key", who.key, "--cert", who.cert,
-            "--trust-anchor", world.root.cert, "--intermediate", world.subca.cert]
+    return [
+        "cms",
+        "open",
+        message,
+        "--key",
+        who.key,
+        "--cert",
+        who.cert,
+        "--trust-anchor",
+        world.root.cert,
+        "--intermediate",
+        world.subca.cert,
+    ]
 
 
 def test_open_writes_payload_to_stdout(world: CmsWorld) -> None:
@@ -46,7 +60,9 @@ def test_open_writes_payload_to_file(world: CmsWorld, tmp_path: Path) -> None:
     "case,category",
     [("garbage", "malformed"), ("stranger", "not-a-recipient"), ("foreign", "untrusted-signer")],
 )
-def test_failure_is_one_line_on_stderr(world: CmsWorld, tmp_path: Path, case: str, category: str) -> None:
+def test_failure_is_one_line_on_stderr(
+    world: CmsWorld, tmp_path: Path, case: str, category: str
+) -> None:
     if case == "garbage":
         message = tmp_path / "garbage.cms"
         message.write_bytes(b"\x30\x03\x02\x01")
@@ -67,7 +83,9 @@ def test_too_large_input(world: CmsWorld, tmp_path: Path) -> None:
     big = tmp_path / "big.cms"
     big.write_bytes(b"\x30" * (16 * 1024 * 1024 + 1))
     proc = run(*open_args(world, big))
-    assert proc.returncode == 1 and proc.stderr.decode().startswith("minimeter: payload-too-large: ")
+    assert proc.returncode == 1 and proc.stderr.decode().startswith(
+        "minimeter: payload-too-large: "
+    )
 
 
 def test_resign_output_verifies_with_openssl(world: CmsWorld, tmp_path: Path) -> None:
@@ -75,17 +93,41 @@ def test_resign_output_verifies_with_openssl(world: CmsWorld, tmp_path: Path) ->
     out = tmp_path / "resigned.cms"
     chain = tmp_path / "chain.pem"
     chain.write_bytes(world.ps_root.cert.read_bytes())
-    proc = run("cms", "resign", message, "--signer-key", world.pseudonymiser.key,
-               "--signer-cert", world.pseudonymiser.cert, "--signer-chain", chain,
-               "--trust-anchor", world.root.cert, "--intermediate", world.subca.cert, "--out", out)
+    proc = run(
+        "cms",
+        "resign",
+        message,
+        "--signer-key",
+        world.pseudonymiser.key,
+        "--signer-cert",
+        world.pseudonymiser.cert,
+        "--signer-chain",
+        chain,
+        "--trust-anchor",
+        world.root.cert,
+        "--intermediate",
+        world.subca.cert,
+        "--out",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert verify(out, world.ps_root.cert) == verify(message, world.root.cert)
 
 
 def test_resign_to_stdout_is_der(world: CmsWorld) -> None:
-    proc = run("cms", "resign", make_message(world, [world.hub]), "--signer-key", world.pseudonymiser.key,
-               "--signer-cert", world.pseudonymiser.cert, "--trust-anchor", world.root.cert,
-               "--intermediate", world.subca.cert)
+    proc = run(
+        "cms",
+        "resign",
+        make_message(world, [world.hub]),
+        "--signer-key",
+        world.pseudonymiser.key,
+        "--signer-cert",
+        world.pseudonymiser.cert,
+        "--trust-anchor",
+        world.root.cert,
+        "--intermediate",
+        world.subca.cert,
+    )
     assert proc.returncode == 0 and proc.stdout[:1] == b"\x30"
 
 
@@ -104,10 +146,25 @@ def test_encrypted_and_traditional_keys(world: CmsWorld, tmp_path: Path) -> None
     ):
         base_env = {k: v for k, v in os.environ.items() if k != "MINIMETER_KEY_PASSPHRASE"}
         proc = subprocess.run(
-            [sys.executable, "-m", "minimeter.cli", "cms", "open", str(message), "--key", str(key),
-             "--cert", str(world.hub.cert), "--trust-anchor", str(world.root.cert),
-             "--intermediate", str(world.subca.cert)],
-            capture_output=True, env={**base_env, **env}, check=False,
+            [
+                sys.executable,
+                "-m",
+                "minimeter.cli",
+                "cms",
+                "open",
+                str(message),
+                "--key",
+                str(key),
+                "--cert",
+                str(world.hub.cert),
+                "--trust-anchor",
+                str(world.root.cert),
+                "--intermediate",
+                str(world.subca.cert),
+            ],
+            capture_output=True,
+            env={**base_env, **env},
+            check=False,
         )
         if ok:
             assert proc.returncode == 0 and proc.stdout == world.payload.read_bytes(), proc.stderr

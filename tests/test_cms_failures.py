@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from asn1crypto import cms
-from conftest import CmsWorld
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opensslkit import AUTH_ENVELOPED, encrypt, openssl, sign, strip_content_info
-from test_cms_interop import _name, make_message, open_with, trust
 
 from minimeter.cms import DEFAULT_MAX_SIZE, open_message, resign
 from minimeter.errors import CMS_CATEGORIES, CmsError
 from minimeter.keys import load_certificates, load_private_key
+
+from conftest import CmsWorld
+from opensslkit import AUTH_ENVELOPED, encrypt, sign, strip_content_info
+from test_cms_interop import _name, make_message, open_with, trust
 
 
 def expect(world: CmsWorld, data: bytes, category: str, **kw: object) -> CmsError:
@@ -44,10 +43,14 @@ def test_tampered_signed_content_breaks_message_digest(world: CmsWorld) -> None:
 
 
 def test_content_type_attribute_must_match_econtent_type(world: CmsWorld) -> None:
-    env = strip_content_info(encrypt(world.payload, [world.hub.cert], _name(world, "e")), _name(world, "b"))
+    env = strip_content_info(
+        encrypt(world.payload, [world.hub.cert], _name(world, "e")), _name(world, "b")
+    )
     enveloped_oid = bytes.fromhex("06092a864886f70d010703")
     data_oid = bytes.fromhex("06092a864886f70d010701")
-    msg = sign(env, world.gateway, _name(world, "m"), econtent_type="1.2.840.113549.1.7.3").read_bytes()
+    msg = sign(
+        env, world.gateway, _name(world, "m"), econtent_type="1.2.840.113549.1.7.3"
+    ).read_bytes()
     # the first occurrence is eContentType (unsigned); the signed contentType attribute follows
     assert msg.count(enveloped_oid) == 2
     relabelled = msg.replace(enveloped_oid, data_oid, 1)
@@ -56,12 +59,15 @@ def test_content_type_attribute_must_match_econtent_type(world: CmsWorld) -> Non
 
 def _resigned_tampered_envelope(world: CmsWorld, cipher: str, part: str) -> bytes:
     env_path = strip_content_info(
-        encrypt(world.payload, [world.hub.cert], _name(world, "e"), cipher=cipher), _name(world, "b")
+        encrypt(world.payload, [world.hub.cert], _name(world, "e"), cipher=cipher),
+        _name(world, "b"),
     )
     env = env_path.read_bytes()
     kind = cms.AuthEnvelopedData if cipher.endswith("gcm") else cms.EnvelopedData
     parsed = kind.load(env)
-    eci = parsed["auth_encrypted_content_info" if cipher.endswith("gcm") else "encrypted_content_info"]
+    eci = parsed[
+        "auth_encrypted_content_info" if cipher.endswith("gcm") else "encrypted_content_info"
+    ]
     ciphertext = eci["encrypted_content"].native
     if part == "ciphertext":
         tampered = flip(env, ciphertext, 5)
@@ -71,7 +77,9 @@ def _resigned_tampered_envelope(world: CmsWorld, cipher: str, part: str) -> byte
         tampered = flip(env, ciphertext, len(ciphertext) - 17, 0xFF)
     env_path.write_bytes(tampered)
     econtent_type = AUTH_ENVELOPED if cipher.endswith("gcm") else "1.2.840.113549.1.7.3"
-    return sign(env_path, world.gateway, _name(world, "m"), econtent_type=econtent_type).read_bytes()
+    return sign(
+        env_path, world.gateway, _name(world, "m"), econtent_type=econtent_type
+    ).read_bytes()
 
 
 @pytest.mark.parametrize("part", ["ciphertext", "tag"])
@@ -89,17 +97,28 @@ def test_wrong_recipient(world: CmsWorld) -> None:
 
 
 def test_expired_signer(world: CmsWorld) -> None:
-    err = expect(world, make_message(world, [world.hub], signer=world.expired).read_bytes(),
-                 "untrusted-signer")
+    err = expect(
+        world,
+        make_message(world, [world.hub], signer=world.expired).read_bytes(),
+        "untrusted-signer",
+    )
     assert "gw-expired" not in str(err)  # no gateway identity in errors
 
 
 def test_signer_under_another_root(world: CmsWorld) -> None:
-    expect(world, make_message(world, [world.hub], signer=world.foreign).read_bytes(), "untrusted-signer")
+    expect(
+        world,
+        make_message(world, [world.hub], signer=world.foreign).read_bytes(),
+        "untrusted-signer",
+    )
 
 
 def test_signer_certificate_without_digital_signature(world: CmsWorld) -> None:
-    expect(world, make_message(world, [world.hub], signer=world.no_sign).read_bytes(), "untrusted-signer")
+    expect(
+        world,
+        make_message(world, [world.hub], signer=world.no_sign).read_bytes(),
+        "untrusted-signer",
+    )
 
 
 def test_missing_intermediate(world: CmsWorld) -> None:
@@ -115,7 +134,9 @@ def test_truncated(world: CmsWorld) -> None:
 
 def test_declared_length_beyond_the_data(world: CmsWorld) -> None:
     # a SEQUENCE header claiming 2 GiB of content, followed by a few bytes
-    expect(world, bytes([0x30, 0x84, 0x7F, 0xFF, 0xFF, 0xFF]) + b"\x06\x09" + b"\x00" * 16, "malformed")
+    expect(
+        world, bytes([0x30, 0x84, 0x7F, 0xFF, 0xFF, 0xFF]) + b"\x06\x09" + b"\x00" * 16, "malformed"
+    )
 
 
 @pytest.mark.parametrize("data", [b"", b"   \n", b"garbage, not CMS at all", bytes(range(256))])
@@ -124,7 +145,9 @@ def test_garbage_and_empty(world: CmsWorld, data: bytes) -> None:
 
 
 def test_signed_plaintext(world: CmsWorld) -> None:
-    data = sign(world.payload, world.gateway, _name(world, "plain"), econtent_type=None).read_bytes()
+    data = sign(
+        world.payload, world.gateway, _name(world, "plain"), econtent_type=None
+    ).read_bytes()
     expect(world, data, "not-encrypted")
 
 
@@ -144,7 +167,9 @@ def test_sha1_signature_is_unsupported(world: CmsWorld) -> None:
 
 
 def test_bsi_cbc_cmac_is_known_but_unsupported(world: CmsWorld) -> None:
-    env_path = strip_content_info(encrypt(world.payload, [world.hub.cert], _name(world, "e")), _name(world, "b"))
+    env_path = strip_content_info(
+        encrypt(world.payload, [world.hub.cert], _name(world, "e")), _name(world, "b")
+    )
     env = cms.AuthEnvelopedData.load(env_path.read_bytes())
     env["auth_encrypted_content_info"]["content_encryption_algorithm"] = {
         "algorithm": "0.4.0.127.0.7.1.3.1.1.2",
@@ -164,8 +189,15 @@ def test_payload_too_large(world: CmsWorld) -> None:
 
 def test_every_category_is_produced_above() -> None:
     produced = {
-        "malformed", "not-signed", "not-encrypted", "signature-invalid", "untrusted-signer",
-        "not-a-recipient", "decryption-failed", "unsupported-algorithm", "payload-too-large",
+        "malformed",
+        "not-signed",
+        "not-encrypted",
+        "signature-invalid",
+        "untrusted-signer",
+        "not-a-recipient",
+        "decryption-failed",
+        "unsupported-algorithm",
+        "payload-too-large",
     }
     assert produced == CMS_CATEGORIES
 
@@ -176,9 +208,15 @@ def test_resign_fails_closed_like_open(world: CmsWorld) -> None:
         signer_cert=load_certificates(world.pseudonymiser.cert)[0],
         trust=trust(world),
     )
-    plain = sign(world.payload, world.gateway, _name(world, "plain"), econtent_type=None).read_bytes()
+    plain = sign(
+        world.payload, world.gateway, _name(world, "plain"), econtent_type=None
+    ).read_bytes()
     foreign = make_message(world, [world.hub], signer=world.foreign).read_bytes()
-    for data, category in ((plain, "not-encrypted"), (foreign, "untrusted-signer"), (b"", "malformed")):
+    for data, category in (
+        (plain, "not-encrypted"),
+        (foreign, "untrusted-signer"),
+        (b"", "malformed"),
+    ):
         with pytest.raises(CmsError) as info:
             resign(data, **kw)  # type: ignore[arg-type]
         assert info.value.category == category
@@ -187,7 +225,9 @@ def test_resign_fails_closed_like_open(world: CmsWorld) -> None:
 # --- fuzzing -----------------------------------------------------------------------------------
 
 FUZZ = settings(
-    max_examples=250, deadline=None, derandomize=True,
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -250,5 +290,3 @@ def test_single_byte_flips_never_open_silently(fuzz_context, pos: int, mask: int
         return
     # Opened despite the flip: the payload must still be the authentic one.
     assert opened.payload == open_message(message, **context).payload  # type: ignore[arg-type]
-
-

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms
+
+from minimeter.cms import TrustStore, open_message, resign, seal_message
+from minimeter.keys import load_certificates, load_private_key
+
 from conftest import CmsWorld
 from opensslkit import (
     AUTH_ENVELOPED,
@@ -21,9 +25,6 @@ from opensslkit import (
     verify,
     wrap_content_info,
 )
-
-from minimeter.cms import TrustStore, open_message, resign, seal_message
-from minimeter.keys import load_certificates, load_private_key
 
 CURVES = ["brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1", "prime256v1", "secp384r1"]
 KDFS = ["sha1", "sha224", "sha256", "sha384", "sha512"]
@@ -58,14 +59,21 @@ def make_message(
     bare: bool = False,
     **sign_kw: object,
 ) -> Path:
-    env = encrypt(world.payload, [r.cert for r in recipients], _name(world, "env"), cipher=cipher,
-                  kdf=kdf, keyid=bool(sign_kw.pop("recipient_keyid", False)),
-                  oaep=bool(sign_kw.pop("oaep", False)))
+    env = encrypt(
+        world.payload,
+        [r.cert for r in recipients],
+        _name(world, "env"),
+        cipher=cipher,
+        kdf=kdf,
+        keyid=bool(sign_kw.pop("recipient_keyid", False)),
+        oaep=bool(sign_kw.pop("oaep", False)),
+    )
     if bare:
         env = strip_content_info(env, _name(world, "bare"))
     econtent_type = AUTH_ENVELOPED if cipher.endswith("gcm") else ENVELOPED
-    return sign(env, signer or world.gateway, _name(world, "msg"), econtent_type=econtent_type,
-                **sign_kw)  # type: ignore[arg-type]
+    return sign(
+        env, signer or world.gateway, _name(world, "msg"), econtent_type=econtent_type, **sign_kw
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("curve,kdf", list(itertools.product(CURVES, KDFS)))
@@ -78,7 +86,8 @@ def test_openssl_kari_every_curve_and_kdf(world: CmsWorld, curve: str, kdf: str)
 
 
 @pytest.mark.parametrize(
-    "cipher", ["aes-128-gcm", "aes-192-gcm", "aes-256-gcm", "aes-128-cbc", "aes-192-cbc", "aes-256-cbc"]
+    "cipher",
+    ["aes-128-gcm", "aes-192-gcm", "aes-256-gcm", "aes-128-cbc", "aes-192-cbc", "aes-256-cbc"],
 )
 @pytest.mark.parametrize("bare", [False, True], ids=["contentinfo-econtent", "bare-econtent"])
 def test_openssl_every_cipher_and_wrap(world: CmsWorld, cipher: str, bare: bool) -> None:
@@ -104,8 +113,9 @@ def test_openssl_rsa_key_transport(world: CmsWorld, oaep: bool, cipher: str) -> 
 @pytest.mark.parametrize("recipient", ["ec", "rsa"])
 def test_openssl_recipient_by_subject_key_identifier(world: CmsWorld, recipient: str) -> None:
     who = world.hub if recipient == "ec" else world.hub_rsa
-    msg = make_message(world, [who], kdf=None if recipient == "rsa" else "sha256",
-                       recipient_keyid=True, keyid=True)
+    msg = make_message(
+        world, [who], kdf=None if recipient == "rsa" else "sha256", recipient_keyid=True, keyid=True
+    )
     opened = open_with(world, msg.read_bytes(), who)
     assert opened.payload == world.payload.read_bytes()
     assert opened.recipient.identifier == "subject-key-identifier"
@@ -174,9 +184,25 @@ def test_openssl_pem_armour_cms_and_pkcs7(world: CmsWorld) -> None:
 def test_openssl_ber_streamed_message(world: CmsWorld) -> None:
     env = encrypt(world.payload, [world.hub.cert], _name(world, "env"))
     out = _name(world, "ber")
-    openssl("cms", "-sign", "-signer", world.gateway.cert, "-inkey", world.gateway.key, "-binary",
-            "-nodetach", "-stream", "-econtent_type", AUTH_ENVELOPED, "-outform", "DER",
-            "-in", env, "-out", out)
+    openssl(
+        "cms",
+        "-sign",
+        "-signer",
+        world.gateway.cert,
+        "-inkey",
+        world.gateway.key,
+        "-binary",
+        "-nodetach",
+        "-stream",
+        "-econtent_type",
+        AUTH_ENVELOPED,
+        "-outform",
+        "DER",
+        "-in",
+        env,
+        "-out",
+        out,
+    )
     assert out.read_bytes()[1] == 0x80  # indefinite length
     assert open_with(world, out.read_bytes(), world.hub).payload == world.payload.read_bytes()
 

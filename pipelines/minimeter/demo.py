@@ -1,38 +1,34 @@
-"""``minimeter demo``: a CMS round trip on a freshly made test SM-PKI."""
+"""``minimeter demo``: a small synthetic fleet, opened end to end."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import date
 from pathlib import Path
 
-from minimeter.cms import TrustStore, open_message, resign, seal_message
-from minimeter.synth.pki import TestPki
+from minimeter.cms import TrustStore, open_message
+from minimeter.errors import CmsError
+from minimeter.keys import load_certificates, load_private_key
+from minimeter.synth.generate import SynthConfig, synthesize
 
 
 def run_demo(out: Path) -> int:
     started = time.perf_counter()
-    now = datetime.now(UTC).replace(microsecond=0)
-    pki = TestPki.create(b"minimeter-demo", start=now)
-    pki.write(out / "pki")
-    gateway = pki.gateway("1EMH0012345678")
-    payload = b"<profile_generic>demo reading 1-0:1.8.0 = 1234 Wh</profile_generic>"
-    message = seal_message(
-        payload, [pki.hub.cert], signer_key=gateway.key, signer_cert=gateway.cert,
-        chain=[pki.subca.cert], at=now,
-    )
-    (out / "message.cms").write_bytes(message)
-    trust = TrustStore((pki.root.cert,), (pki.subca.cert,))
-    opened = open_message(message, recipient_key=pki.hub.key, recipient_cert=pki.hub.cert, trust=trust)
-    assert opened.payload == payload
-    relayed = resign(
-        message, signer_key=pki.pseudonymiser.key, signer_cert=pki.pseudonymiser.cert,
-        chain=[pki.pseudonymiser_subca.cert], trust=trust,
-    )
-    (out / "message.resigned.cms").write_bytes(relayed)
-    print(f"PKI:       {out / 'pki'}")
-    print(f"message:   {out / 'message.cms'} ({len(message)} bytes, {opened.cipher}, signed by a gateway)")
-    print(f"opened:    {len(opened.payload)} payload bytes, recipient entry {opened.recipient}")
-    print(f"re-signed: {out / 'message.resigned.cms'} (gateway signature replaced by the pseudonymiser's)")
-    print(f"done in {time.perf_counter() - started:.2f} s")
+    fleet = out / "fleet"
+    summary = synthesize(SynthConfig(out=fleet, meters=100, days=7, start=date(2026, 1, 5)))
+    print(f"synth: {summary.messages} messages, {summary.readings} readings -> {fleet}")
+    pki = fleet / "pki"
+    trust = TrustStore.from_files([pki / "trust-anchor.pem"], [pki / "intermediates.pem"])
+    key, cert = load_private_key(pki / "hub-key.pem"), load_certificates(pki / "hub-cert.pem")[0]
+    outcomes: Counter[str] = Counter()
+    for path in sorted((fleet / "messages").rglob("*.cms")):
+        try:
+            open_message(path.read_bytes(), recipient_key=key, recipient_cert=cert, trust=trust)
+            outcomes["opened"] += 1
+        except CmsError as exc:
+            outcomes[exc.category] += 1
+    for outcome, n in sorted(outcomes.items()):
+        print(f"  {outcome:24s} {n:6d}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

@@ -31,7 +31,9 @@ def load_private_key(path: str | Path) -> PrivateKey:
     except TypeError:  # encrypted
         passphrase = os.environ.get(PASSPHRASE_VARIABLE)
         if not passphrase:
-            raise ConfigError(f"{path}: key is encrypted and {PASSPHRASE_VARIABLE} is not set") from None
+            raise ConfigError(
+                f"{path}: key is encrypted and {PASSPHRASE_VARIABLE} is not set"
+            ) from None
         try:
             key = load_pem_private_key(data, password=passphrase.encode())
         except (ValueError, TypeError):

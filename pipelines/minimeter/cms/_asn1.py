@@ -3,7 +3,7 @@ and small helpers on top of asn1crypto's own parser."""
 
 from __future__ import annotations
 
-from asn1crypto import core, parser
+from asn1crypto import cms, core, parser
 
 
 class EccCmsSharedInfo(core.Sequence):
@@ -27,6 +27,7 @@ class GcmParameters(core.Sequence):
 
 UNIVERSAL = 0
 CONTEXT = 2
+PRIMITIVE = 0
 CONSTRUCTED = 1
 TAG_INTEGER = 2
 TAG_OID = 6
@@ -37,6 +38,12 @@ TAG_SET = 17
 def present(value: object) -> bool:
     """Whether an OPTIONAL field is there (asn1crypto returns ``Void`` for absent ones)."""
     return value is not None and not isinstance(value, core.Void)
+
+
+def same_name(a: core.Asn1Value, b: core.Asn1Value) -> bool:
+    """X.501 Name equality: identical encodings first (the usual case, cheap), then asn1crypto's
+    RFC 5280 comparison (string preparation, expensive)."""
+    return bool(a.dump() == b.dump() or a == b)
 
 
 def as_set_of(contents: bytes) -> bytes:
@@ -62,3 +69,36 @@ def first_child_tag(sequence_contents: bytes) -> tuple[int, int]:
     """(class, tag) of the first element inside a SEQUENCE's content octets."""
     class_, _method, tag, _contents = outer_header(sequence_contents)
     return class_, tag
+
+
+# SignedData with an opaque eContent. asn1crypto's own EncapsulatedContentInfo parses eContent by
+# its content type (as AuthEnvelopedData, ...) whenever one is built or read, which costs time and
+# breaks on eContents that are a whole ContentInfo (OpenSSL) or not DER at all. Minimeter treats
+# eContent as the bytes the signature covers and parses it separately.
+
+
+class OpaqueEncapsulatedContentInfo(core.Sequence):
+    _fields = [
+        ("content_type", cms.ContentType),
+        ("content", core.OctetString, {"explicit": 0, "optional": True}),
+    ]
+
+
+class OpaqueSignedData(core.Sequence):
+    _fields = [
+        ("version", cms.CMSVersion),
+        ("digest_algorithms", cms.DigestAlgorithms),
+        ("encap_content_info", OpaqueEncapsulatedContentInfo),
+        ("certificates", cms.CertificateSet, {"implicit": 0, "optional": True}),
+        ("crls", cms.RevocationInfoChoices, {"implicit": 1, "optional": True}),
+        ("signer_infos", cms.SignerInfos),
+    ]
+
+
+class OpaqueContentInfo(core.Sequence):
+    _fields = [
+        ("content_type", cms.ContentType),
+        ("content", core.Any, {"explicit": 0, "optional": True}),
+    ]
+    _oid_pair = ("content_type", "content")
+    _oid_specs = {"signed_data": OpaqueSignedData}

@@ -28,14 +28,21 @@ DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
     "2.16.840.1.101.3.4.2.2": hashes.SHA384,
     "2.16.840.1.101.3.4.2.3": hashes.SHA512,
 }
-DIGEST_OIDS: dict[str, str] = {cls.name: oid for oid, cls in DIGESTS.items()}
+DIGEST_NAMES: dict[str, str] = {
+    "1.3.14.3.2.26": "sha1",
+    "2.16.840.1.101.3.4.2.4": "sha224",
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
+DIGEST_OIDS: dict[str, str] = {name: oid for oid, name in DIGEST_NAMES.items()}
 #: Digests accepted for signatures and message digests (SHA-1 and SHA-224 are refused).
 SIGNATURE_DIGESTS: frozenset[str] = frozenset({"sha256", "sha384", "sha512"})
 
 
 def digest_for(oid: str, *, purpose: str) -> hashes.HashAlgorithm:
     cls = DIGESTS.get(oid)
-    if cls is None or cls.name not in SIGNATURE_DIGESTS:
+    if cls is None or DIGEST_NAMES[oid] not in SIGNATURE_DIGESTS:
         raise CmsError("unsupported-algorithm", f"{purpose} digest {oid} is not supported")
     return cls()
 
@@ -80,7 +87,16 @@ ECDH_SCHEMES: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.132.1.11.2": hashes.SHA384,
     "1.3.132.1.11.3": hashes.SHA512,
 }
-ECDH_SCHEME_OIDS: dict[str, str] = {cls.name: oid for oid, cls in ECDH_SCHEMES.items()}
+ECDH_SCHEME_OIDS: dict[str, str] = {
+    name: oid
+    for oid, name in (
+        ("1.3.133.16.840.63.0.2", "sha1"),
+        ("1.3.132.1.11.0", "sha224"),
+        ("1.3.132.1.11.1", "sha256"),
+        ("1.3.132.1.11.2", "sha384"),
+        ("1.3.132.1.11.3", "sha512"),
+    )
+}
 #: Known, but not implemented here: BSI ECKA-EG with X9.63 KDF (TR-03111); construction not public.
 KNOWN_UNSUPPORTED_KEY_AGREEMENT: dict[str, str] = {
     "0.4.0.127.0.7.1.1.5.1.1.1": "ecka-eg-X963KDF-SHA1",
@@ -148,7 +164,7 @@ def content_cipher_by_name(name: str) -> ContentCipher:
 def _gcm_decrypt(
     key: bytes, params: core.Asn1Value | None, ciphertext: bytes, mac: bytes | None, aad: bytes
 ) -> bytes:
-    if not present(params) or mac is None:
+    if params is None or not present(params) or mac is None:
         raise CmsError("malformed", "AES-GCM without parameters or authentication tag")
     gcm = GcmParameters.load(params.dump())
     nonce = gcm["nonce"].native
@@ -157,7 +173,9 @@ def _gcm_decrypt(
         raise CmsError("malformed", "AES-GCM tag length does not match its parameters")
     if not 8 <= len(nonce) <= 128:
         raise CmsError("malformed", "AES-GCM nonce length out of range")
-    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, mac, min_tag_length=icv_len)).decryptor()
+    decryptor = Cipher(
+        algorithms.AES(key), modes.GCM(nonce, mac, min_tag_length=icv_len)
+    ).decryptor()
     decryptor.authenticate_additional_data(aad)
     try:
         return decryptor.update(ciphertext) + decryptor.finalize()
@@ -176,7 +194,7 @@ def _gcm_encrypt(key: bytes, plaintext: bytes) -> tuple[core.Asn1Value, bytes, b
 def _cbc_decrypt(
     key: bytes, params: core.Asn1Value | None, ciphertext: bytes, mac: bytes | None, aad: bytes
 ) -> bytes:
-    if not present(params):
+    if params is None or not present(params):
         raise CmsError("malformed", "AES-CBC without an IV")
     iv = core.OctetString.load(params.dump()).native
     if len(iv) != 16 or len(ciphertext) % 16 or not ciphertext:

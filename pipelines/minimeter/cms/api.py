@@ -170,5 +170,10 @@ def seal_message(
         payload, recipients, cipher=cipher, kdf_hash=kdf_hash, identifier=identifier
     )
     return make_signed_data(
-        envelope, content_type, signer_key=signer_key, signer_cert=signer_cert, chain=tuple(chain), at=at
+        envelope,
+        content_type,
+        signer_key=signer_key,
+        signer_cert=signer_cert,
+        chain=tuple(chain),
+        at=at,
     )

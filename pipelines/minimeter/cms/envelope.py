@@ -35,6 +35,7 @@ from minimeter.cms._asn1 import (
     first_child_tag,
     outer_header,
     present,
+    same_name,
 )
 from minimeter.cms.signed import OID_AUTH_ENVELOPED_DATA, OID_DATA, OID_ENVELOPED_DATA
 from minimeter.errors import CmsError
@@ -193,7 +194,7 @@ def _recover_content_key(
 def _matches(rid: core.Choice, me: _OurIdentity, *, kari: bool) -> IdentifierKind | None:
     if rid.name == "issuer_and_serial_number":
         chosen = rid.chosen
-        if chosen["serial_number"].native == me.serial and chosen["issuer"] == me.issuer:
+        if chosen["serial_number"].native == me.serial and same_name(chosen["issuer"], me.issuer):
             return "issuer-and-serial"
         return None
     ski = rid.chosen["subject_key_identifier"].native if kari else rid.chosen.native
@@ -230,14 +231,16 @@ def _kari_unwrap(kari: cms.KeyAgreeRecipientInfo, wrapped: bytes, key: Recipient
             named = ec.get_curve_for_oid(x509.ObjectIdentifier(curve_param.chosen.dotted))
         except LookupError:
             raise CmsError("unsupported-algorithm", "originator key curve is unknown") from None
-        if named.name != key.curve.name:
+        if named().name != key.curve.name:
             raise CmsError("decryption-failed", "originator key is on another curve than ours")
     point = bytes(orig_key["public_key"])
     try:
         peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
         shared = key.exchange(ec.ECDH(), peer)
     except (ValueError, UnsupportedAlgorithm):
-        raise CmsError("decryption-failed", "originator public key is not a point on our curve") from None
+        raise CmsError(
+            "decryption-failed", "originator public key is not a point on our curve"
+        ) from None
     ukm = kari["ukm"].native if present(kari["ukm"]) else None
     kek = _derive_kek(shared, kdf_hash(), wrap_der, kek_size, ukm)
     try:
@@ -321,21 +324,32 @@ def encrypt_envelope(
     }
     if spec.aead:
         env = cms.AuthEnvelopedData(
-            {"version": "v0", "recipient_infos": infos, "auth_encrypted_content_info": eci, "mac": mac}
+            {
+                "version": "v0",
+                "recipient_infos": infos,
+                "auth_encrypted_content_info": eci,
+                "mac": mac,
+            }
         )
         return OID_AUTH_ENVELOPED_DATA, bytes(env.dump())
     version = "v2" if any(i.name == "kari" for i in infos) else "v0"
-    env = cms.EnvelopedData({"version": version, "recipient_infos": infos, "encrypted_content_info": eci})
+    env = cms.EnvelopedData(
+        {"version": version, "recipient_infos": infos, "encrypted_content_info": eci}
+    )
     return OID_ENVELOPED_DATA, bytes(env.dump())
 
 
-def _rid(cert: x509.Certificate, identifier: IdentifierKind, *, kari: bool) -> cms.RecipientIdentifier:
+def _rid(
+    cert: x509.Certificate, identifier: IdentifierKind, *, kari: bool
+) -> cms.RecipientIdentifier:
     me = _identity(cert)
     if identifier == "subject-key-identifier":
         if me.ski is None:
             raise CmsError("malformed", "recipient certificate has no subjectKeyIdentifier")
         if kari:
-            return cms.KeyAgreementRecipientIdentifier({"r_key_id": {"subject_key_identifier": me.ski}})
+            return cms.KeyAgreementRecipientIdentifier(
+                {"r_key_id": {"subject_key_identifier": me.ski}}
+            )
         return cms.RecipientIdentifier({"subject_key_identifier": me.ski})
     ias = {"issuer": me.issuer, "serial_number": me.serial}
     if kari:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from asn1crypto import algos, cms, core, pem
+from asn1crypto import algos, cms, core, parser, pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -15,7 +16,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from minimeter.cms import algorithms as alg
-from minimeter.cms._asn1 import TAG_SEQUENCE, UNIVERSAL, as_set_of, outer_header, present
+from minimeter.cms._asn1 import (
+    CONSTRUCTED,
+    CONTEXT,
+    TAG_SEQUENCE,
+    UNIVERSAL,
+    OpaqueContentInfo,
+    OpaqueSignedData,
+    as_set_of,
+    outer_header,
+    present,
+    same_name,
+)
 from minimeter.cms.trust import TrustStore
 from minimeter.errors import CmsError
 
@@ -43,7 +55,7 @@ class VerifiedSignedData:
     """Digests of ``econtent`` already computed while verifying (name, value)."""
 
 
-def read_content_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> cms.ContentInfo:
+def read_content_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> OpaqueContentInfo:
     """Parse DER or PEM (``CMS`` / ``PKCS7`` armour) into a ContentInfo, size-capped."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CmsError("malformed", "input is not bytes")
@@ -64,17 +76,18 @@ def read_content_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> cms.C
         class_, _method, tag, _contents = outer_header(data)
         if class_ != UNIVERSAL or tag != TAG_SEQUENCE:
             raise CmsError("malformed", "input is not a DER SEQUENCE")
-        info = cms.ContentInfo.load(data, strict=True)
+        info = OpaqueContentInfo.load(data, strict=True)
         info["content_type"].dotted  # noqa: B018 - forces the parse of the header
     except CmsError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError):
         raise CmsError("malformed", "input is not a CMS ContentInfo") from None
+    assert isinstance(info, OpaqueContentInfo)
     return info
 
 
 def verify_signed_data(
-    info: cms.ContentInfo, *, trust: TrustStore, at: datetime | None = None
+    info: OpaqueContentInfo, *, trust: TrustStore, at: datetime | None = None
 ) -> VerifiedSignedData:
     """Verify the one SignerInfo of a SignedData and its certification path."""
     content_type = info["content_type"].dotted
@@ -82,18 +95,19 @@ def verify_signed_data(
         raise CmsError("not-signed", f"content type {content_type} is not SignedData")
     try:
         signed = info["content"]
-        if not isinstance(signed, cms.SignedData):
+        if not isinstance(signed, OpaqueSignedData):
             raise CmsError("malformed", "SignedData has no content")
         eci = signed["encap_content_info"]
         econtent_type = eci["content_type"].dotted
-        if not isinstance(eci["content"], cms.ParsableOctetString | core.OctetString):
+        content = eci["content"]
+        if not present(content):
             raise CmsError("malformed", "detached signature: no encapsulated content")
-        econtent = bytes(eci["content"])
+        econtent = content.contents if content.method == 0 else bytes(content)
         signer_infos = list(signed["signer_infos"])
         if len(signer_infos) != 1:
             raise CmsError("malformed", f"expected one SignerInfo, found {len(signer_infos)}")
         signer_info = signer_infos[0]
-        embedded = _embedded_certificates(signed)
+        embedded = _embedded_certificates(signed, trust)
         sid = signer_info["sid"]
         digest_oid = signer_info["digest_algorithm"]["algorithm"].dotted
         sig_alg = signer_info["signature_algorithm"]
@@ -109,11 +123,9 @@ def verify_signed_data(
         raise CmsError("malformed", "SignedData structure is invalid") from None
 
     try:
-        found = _find_signer(sid, embedded, trust)
+        signer_cert = _find_signer(sid, [*embedded, *trust.intermediates])
     except (ValueError, TypeError, KeyError, AttributeError):
         raise CmsError("malformed", "the signer identifier or a certificate is invalid") from None
-    pool = [trust.parse_certificate(a_cert.dump()) for a_cert in embedded]
-    signer_cert = pool[found] if isinstance(found, int) else found
     digest = alg.digest_for(digest_oid, purpose="message")
     content_digest = _digest(digest, econtent)
     if attrs is not None:
@@ -129,7 +141,7 @@ def verify_signed_data(
         signing_time = None
     _verify_signature(signer_cert, sig_oid, sig_params, digest_oid, to_verify, signature)
     when = signing_time or at or datetime.now(UTC)
-    path = trust.validate(signer_cert, pool, when)
+    path = trust.validate(signer_cert, embedded, when)
     return VerifiedSignedData(
         econtent_type=econtent_type,
         econtent=econtent,
@@ -146,11 +158,12 @@ def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
     return h.finalize()
 
 
-def _embedded_certificates(signed: cms.SignedData) -> list[asn1_x509.Certificate]:
+def _embedded_certificates(signed: OpaqueSignedData, trust: TrustStore) -> list[x509.Certificate]:
+    """The message's certificates, parsed by pyca (remembered by their DER)."""
     certs = signed["certificates"]
     if not present(certs):
         return []
-    return [choice.chosen for choice in certs if choice.name == "certificate"]
+    return [trust.parse_certificate(c.chosen.dump()) for c in certs if c.name == "certificate"]
 
 
 def _read_signed_attrs(attrs: cms.CMSAttributes) -> tuple[str, bytes, datetime | None]:
@@ -159,13 +172,12 @@ def _read_signed_attrs(attrs: cms.CMSAttributes) -> tuple[str, bytes, datetime |
     times: list[datetime] = []
     for attr in attrs:
         kind = attr["type"].dotted
-        values = list(attr["values"])
         if kind == "1.2.840.113549.1.9.3":
-            content_types += [v.dotted for v in values]
+            content_types += [v.dotted for v in attr["values"]]
         elif kind == "1.2.840.113549.1.9.4":
-            digests += [v.native for v in values]
+            digests += [v.native for v in attr["values"]]
         elif kind == "1.2.840.113549.1.9.5":
-            times += [v.native for v in values]
+            times += [v.native for v in attr["values"]]
     if len(content_types) != 1 or len(digests) != 1 or len(times) > 1:
         raise CmsError(
             "malformed", "signed attributes need exactly one contentType and one messageDigest"
@@ -176,26 +188,21 @@ def _read_signed_attrs(attrs: cms.CMSAttributes) -> tuple[str, bytes, datetime |
     return content_types[0], digests[0], when
 
 
-def _find_signer(
-    sid: cms.SignerIdentifier, embedded: list[asn1_x509.Certificate], trust: TrustStore
-) -> int | x509.Certificate:
-    """Index of the signer among ``embedded``, or a configured intermediate that matches."""
+def _find_signer(sid: cms.SignerIdentifier, candidates: list[x509.Certificate]) -> x509.Certificate:
+    """The certificate ``sid`` names, among the message's and the configured ones."""
     kind = sid.name
     wanted = sid.chosen
     if kind == "issuer_and_serial_number":
         issuer, serial = wanted["issuer"], wanted["serial_number"].native
-        for i, a_cert in enumerate(embedded):
-            if a_cert.serial_number == serial and a_cert.issuer == issuer:
-                return i
-        for cert in trust.intermediates:
-            if cert.serial_number == serial and _name_der(cert.issuer) == issuer.dump():
-                return cert
+        issuer_der = issuer.dump()
+        for cert in candidates:
+            if cert.serial_number == serial:
+                cert_issuer = _name_der(cert.issuer)
+                if cert_issuer == issuer_der or same_name(asn1_x509.Name.load(cert_issuer), issuer):
+                    return cert
     elif kind == "subject_key_identifier":
         ski = wanted.native
-        for i, a_cert in enumerate(embedded):
-            if a_cert.key_identifier == ski:
-                return i
-        for cert in trust.intermediates:
+        for cert in candidates:
             if _ski(cert) == ski:
                 return cert
     raise CmsError("untrusted-signer", "the signer certificate is not in the message")
@@ -227,17 +234,27 @@ def _verify_signature(
     try:
         public_key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm):
-        raise CmsError("unsupported-algorithm", "the signer's public key type is not supported") from None
+        raise CmsError(
+            "unsupported-algorithm", "the signer's public key type is not supported"
+        ) from None
     try:
         if family == "ecdsa":
             if not isinstance(public_key, ec.EllipticCurvePublicKey):
                 raise CmsError("signature-invalid", "ECDSA signature with a non-EC signer key")
-            digest = _named_digest(digest_name) if digest_name else alg.digest_for(digest_oid, purpose="signature")
+            digest = (
+                _named_digest(digest_name)
+                if digest_name
+                else alg.digest_for(digest_oid, purpose="signature")
+            )
             public_key.verify(signature, data, ec.ECDSA(digest))
         elif family == "rsa-pkcs1v15":
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise CmsError("signature-invalid", "RSA signature with a non-RSA signer key")
-            digest = _named_digest(digest_name) if digest_name else alg.digest_for(digest_oid, purpose="signature")
+            digest = (
+                _named_digest(digest_name)
+                if digest_name
+                else alg.digest_for(digest_oid, purpose="signature")
+            )
             public_key.verify(signature, data, padding.PKCS1v15(), digest)
         else:  # rsa-pss
             if not isinstance(public_key, rsa.RSAPublicKey):
@@ -277,12 +294,75 @@ def _pss_padding(params: object) -> tuple[padding.PSS, hashes.HashAlgorithm]:
 # --- making SignedData ---------------------------------------------------------------------------
 
 
-def signature_digest_for(key: SignerKey) -> hashes.HashAlgorithm:
-    """The digest that matches a signing key's strength."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        size = key.curve.key_size
-        return hashes.SHA256() if size <= 256 else hashes.SHA384() if size <= 384 else hashes.SHA512()
-    return hashes.SHA256()
+@dataclass(frozen=True)
+class _SignerTemplate:
+    """DER of everything in a SignedData that depends only on the signer, made once with asn1crypto."""
+
+    digest: hashes.HashAlgorithm
+    digest_algorithm: bytes
+    signature_algorithm: bytes
+    sid: bytes
+    certificates_contents: bytes
+    """Content octets of the CertificateSet (tagged [0] IMPLICIT where it is used)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _template(
+    signer_cert: x509.Certificate, chain: tuple[x509.Certificate, ...], rsa_key: bool
+) -> _SignerTemplate:
+    public = signer_cert.public_key()
+    if rsa_key != isinstance(public, rsa.RSAPublicKey):
+        raise CmsError("unsupported-algorithm", "signer key and certificate do not match")
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        size = public.curve.key_size
+        digest: hashes.HashAlgorithm = (
+            hashes.SHA256() if size <= 256 else hashes.SHA384() if size <= 384 else hashes.SHA512()
+        )
+        sig_alg = algos.SignedDigestAlgorithm({"algorithm": alg.ECDSA_OIDS[digest.name]})
+    else:
+        digest = hashes.SHA256()
+        sig_alg = algos.SignedDigestAlgorithm(
+            {"algorithm": alg.RSA_PKCS1_OIDS[digest.name], "parameters": core.Null()}
+        )
+    a_cert = asn1_x509.Certificate.load(signer_cert.public_bytes(Encoding.DER))
+    sid = cms.SignerIdentifier(
+        {
+            "issuer_and_serial_number": {
+                "issuer": a_cert.issuer,
+                "serial_number": a_cert.serial_number,
+            }
+        }
+    )
+    certificates = cms.CertificateSet(
+        [a_cert] + [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in chain]
+    )
+    return _SignerTemplate(
+        digest=digest,
+        digest_algorithm=algos.DigestAlgorithm({"algorithm": alg.DIGEST_OIDS[digest.name]}).dump(),
+        signature_algorithm=sig_alg.dump(),
+        sid=sid.dump(),
+        certificates_contents=certificates.contents,
+    )
+
+
+def _seq(*parts: bytes) -> bytes:
+    return bytes(parser.emit(UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE, b"".join(parts)))
+
+
+def _ctx(tag: int, contents: bytes) -> bytes:
+    return bytes(parser.emit(CONTEXT, CONSTRUCTED, tag, contents))
+
+
+_V1 = core.Integer(1).dump()
+_V3 = core.Integer(3).dump()
+_OID_SIGNED_DATA = core.ObjectIdentifier(OID_SIGNED_DATA).dump()
+_ATTR_CONTENT_TYPE = core.ObjectIdentifier("1.2.840.113549.1.9.3").dump()
+_ATTR_MESSAGE_DIGEST = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
+_ATTR_SIGNING_TIME = core.ObjectIdentifier("1.2.840.113549.1.9.5").dump()
+
+
+def _attribute(oid_der: bytes, value_der: bytes) -> bytes:
+    return _seq(oid_der, as_set_of(value_der))
 
 
 def make_signed_data(
@@ -299,60 +379,47 @@ def make_signed_data(
 
     Signed attributes are contentType, messageDigest and signingTime; the certificate set is the
     signer certificate followed by ``chain``. ``known_digests`` lets a caller reuse a digest of
-    ``econtent`` it already computed.
+    ``econtent`` it already computed. ``econtent`` is carried as opaque bytes, byte for byte.
+
+    Every element is encoded by asn1crypto; the signer-dependent ones once per signer
+    (``_template``), the per-message ones here, and asn1crypto's ``parser.emit`` puts the
+    TLVs together (building the whole tree as asn1crypto objects costs more than the signature).
     """
+    tpl = _template(signer_cert, tuple(chain), isinstance(signer_key, rsa.RSAPrivateKey))
     when = (at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    digest = signature_digest_for(signer_key)
+    digest = tpl.digest
     content_digest = dict(known_digests).get(digest.name) or _digest(digest, econtent)
-    time_choice = "utc_time" if 1950 <= when.year < 2050 else "general_time"
-    attrs = [
-        cms.CMSAttribute({"type": "content_type", "values": [econtent_type]}),
-        cms.CMSAttribute({"type": "signing_time", "values": [cms.Time({time_choice: when})]}),
-        cms.CMSAttribute({"type": "message_digest", "values": [content_digest]}),
-    ]
-    attrs.sort(key=lambda a: a.dump())  # DER: SET OF sorted by encoding
-    signed_attrs = cms.CMSAttributes(attrs)
-    to_sign = signed_attrs.dump()
+    signing_time = (
+        core.UTCTime(when) if 1950 <= when.year < 2050 else core.GeneralizedTime(when)
+    ).dump()
+    type_der = core.ObjectIdentifier(econtent_type).dump()
+    attributes = sorted(  # DER: a SET OF is sorted by the encodings of its elements
+        [
+            _attribute(_ATTR_CONTENT_TYPE, type_der),
+            _attribute(_ATTR_SIGNING_TIME, signing_time),
+            _attribute(_ATTR_MESSAGE_DIGEST, core.OctetString(content_digest).dump()),
+        ]
+    )
+    attrs_contents = b"".join(attributes)
+    to_sign = as_set_of(attrs_contents)
     if isinstance(signer_key, ec.EllipticCurvePrivateKey):
         signature = signer_key.sign(to_sign, ec.ECDSA(digest))
-        sig_alg = {"algorithm": alg.ECDSA_OIDS[digest.name]}
-    elif isinstance(signer_key, rsa.RSAPrivateKey):
+    else:
         signature = signer_key.sign(to_sign, padding.PKCS1v15(), digest)
-        sig_alg = {"algorithm": alg.RSA_PKCS1_OIDS[digest.name], "parameters": None}
-    else:  # pragma: no cover - guarded by the type
-        raise CmsError("unsupported-algorithm", "signer key type is not supported")
-    cert_der = signer_cert.public_bytes(Encoding.DER)
-    a_cert = asn1_x509.Certificate.load(cert_der)
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v1",
-            "sid": cms.SignerIdentifier(
-                {
-                    "issuer_and_serial_number": {
-                        "issuer": a_cert.issuer,
-                        "serial_number": a_cert.serial_number,
-                    }
-                }
-            ),
-            "digest_algorithm": {"algorithm": alg.DIGEST_OIDS[digest.name]},
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": sig_alg,
-            "signature": signature,
-        }
+    signer_info = _seq(
+        _V1,
+        tpl.sid,
+        tpl.digest_algorithm,
+        _ctx(0, attrs_contents),  # signedAttrs [0] IMPLICIT SET OF
+        tpl.signature_algorithm,
+        core.OctetString(signature).dump(),
     )
-    certificates = [a_cert] + [
-        asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in chain
-    ]
-    signed = cms.SignedData(
-        {
-            "version": "v1" if econtent_type == OID_DATA else "v3",
-            "digest_algorithms": [{"algorithm": alg.DIGEST_OIDS[digest.name]}],
-            "encap_content_info": {
-                "content_type": econtent_type,
-                "content": cms.ParsableOctetString(econtent),
-            },
-            "certificates": certificates,
-            "signer_infos": [signer_info],
-        }
+    encap = _seq(type_der, _ctx(0, core.OctetString(econtent).dump()))
+    signed = _seq(
+        _V1 if econtent_type == OID_DATA else _V3,
+        as_set_of(tpl.digest_algorithm),
+        encap,
+        _ctx(0, tpl.certificates_contents),  # certificates [0] IMPLICIT
+        as_set_of(signer_info),
     )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump())
+    return _seq(_OID_SIGNED_DATA, _ctx(0, signed))

@@ -80,7 +80,9 @@ class TrustStore:
             try:
                 cert = x509.load_der_x509_certificate(der)
             except ValueError:
-                raise CmsError("malformed", "a certificate in the message cannot be parsed") from None
+                raise CmsError(
+                    "malformed", "a certificate in the message cannot be parsed"
+                ) from None
             if len(self._parsed) >= _CACHE_LIMIT:
                 self._parsed.clear()
             self._parsed[key] = cert
@@ -106,7 +108,10 @@ class TrustStore:
                     self._paths.clear()
                 self._paths[key] = path
                 return path
-        raise CmsError("untrusted-signer", "a certificate on the signer's path is not valid at the signing time")
+        raise CmsError(
+            "untrusted-signer",
+            "a certificate on the signer's path is not valid at the signing time",
+        )
 
 
 def _valid_at(path: Sequence[x509.Certificate], at: datetime) -> bool:
@@ -119,7 +124,9 @@ def _check_leaf_usage(leaf: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         return
     except ValueError:
-        raise CmsError("untrusted-signer", "the signer certificate's extensions are invalid") from None
+        raise CmsError(
+            "untrusted-signer", "the signer certificate's extensions are invalid"
+        ) from None
     if not usage.digital_signature:
         raise CmsError("untrusted-signer", "the signer certificate does not allow digitalSignature")
 

@@ -55,7 +55,12 @@ def _name(common_name: str, org: str = "Minimeter test SM-PKI") -> x509.Name:
 
 
 def _serial(seed: bytes, label: str) -> int:
-    return int.from_bytes(hmac.new(seed, f"serial/{label}".encode(), hashlib.sha256).digest()[:16], "big") >> 1
+    return (
+        int.from_bytes(
+            hmac.new(seed, f"serial/{label}".encode(), hashlib.sha256).digest()[:16], "big"
+        )
+        >> 1
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,9 @@ def issue(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(
-            x509.BasicConstraints(ca=kind == "ca", path_length=path_length if kind == "ca" else None),
+            x509.BasicConstraints(
+                ca=kind == "ca", path_length=path_length if kind == "ca" else None
+            ),
             critical=True,
         )
         .add_extension(x509.KeyUsage(**usage), critical=True)
@@ -156,31 +163,101 @@ class TestPki:
 
     @classmethod
     def create(
-        cls, seed: bytes, *, start: datetime, forward_recipients: tuple[str, ...] = (), curve: str = "brainpoolP256r1"
+        cls,
+        seed: bytes,
+        *,
+        start: datetime,
+        forward_recipients: tuple[str, ...] = (),
+        curve: str = "brainpoolP256r1",
     ) -> TestPki:
         long_before = start - timedelta(days=365)
         ten_years = start + timedelta(days=3650)
         five_years = start + timedelta(days=1825)
-        root = issue(seed, "root", "SM-Test-Root-CA", kind="ca", issuer=None, curve=curve,
-                     not_before=long_before, not_after=ten_years, path_length=1)
-        subca = issue(seed, "subca", "SM-Test-GWA-Sub-CA", kind="ca", issuer=root, curve=curve,
-                      not_before=long_before, not_after=ten_years, path_length=0)
-        hub = issue(seed, "hub", "Data hub (encryption)", kind="encrypt", issuer=subca, curve=curve,
-                    not_before=long_before, not_after=five_years)
+        root = issue(
+            seed,
+            "root",
+            "SM-Test-Root-CA",
+            kind="ca",
+            issuer=None,
+            curve=curve,
+            not_before=long_before,
+            not_after=ten_years,
+            path_length=1,
+        )
+        subca = issue(
+            seed,
+            "subca",
+            "SM-Test-GWA-Sub-CA",
+            kind="ca",
+            issuer=root,
+            curve=curve,
+            not_before=long_before,
+            not_after=ten_years,
+            path_length=0,
+        )
+        hub = issue(
+            seed,
+            "hub",
+            "Data hub (encryption)",
+            kind="encrypt",
+            issuer=subca,
+            curve=curve,
+            not_before=long_before,
+            not_after=five_years,
+        )
         ps_org = "Minimeter test pseudonymiser PKI"
-        ps_root = issue(seed, "ps-root", "Pseudonymiser-Root-CA", kind="ca", issuer=None, curve=curve,
-                        not_before=long_before, not_after=ten_years, path_length=1, org=ps_org)
-        ps_subca = issue(seed, "ps-subca", "Pseudonymiser-Sub-CA", kind="ca", issuer=ps_root, curve=curve,
-                         not_before=long_before, not_after=ten_years, path_length=0, org=ps_org)
-        pseudonymiser = issue(seed, "ps", "Pseudonymiser (signature)", kind="sign", issuer=ps_subca,
-                              curve=curve, not_before=long_before, not_after=five_years, org=ps_org)
+        ps_root = issue(
+            seed,
+            "ps-root",
+            "Pseudonymiser-Root-CA",
+            kind="ca",
+            issuer=None,
+            curve=curve,
+            not_before=long_before,
+            not_after=ten_years,
+            path_length=1,
+            org=ps_org,
+        )
+        ps_subca = issue(
+            seed,
+            "ps-subca",
+            "Pseudonymiser-Sub-CA",
+            kind="ca",
+            issuer=ps_root,
+            curve=curve,
+            not_before=long_before,
+            not_after=ten_years,
+            path_length=0,
+            org=ps_org,
+        )
+        pseudonymiser = issue(
+            seed,
+            "ps",
+            "Pseudonymiser (signature)",
+            kind="sign",
+            issuer=ps_subca,
+            curve=curve,
+            not_before=long_before,
+            not_after=five_years,
+            org=ps_org,
+        )
         forward = {
-            rid: issue(seed, f"forward/{rid}", f"Recipient {rid} (encryption)", kind="encrypt",
-                       issuer=subca, curve=curve, not_before=long_before, not_after=five_years)
+            rid: issue(
+                seed,
+                f"forward/{rid}",
+                f"Recipient {rid} (encryption)",
+                kind="encrypt",
+                issuer=subca,
+                curve=curve,
+                not_before=long_before,
+                not_after=five_years,
+            )
             for rid in forward_recipients
         }
         secret = hmac.new(seed, b"pseudonym-secret", hashlib.sha256).digest()
-        return cls(root, subca, hub, ps_root, ps_subca, pseudonymiser, forward, secret, seed, curve, start)
+        return cls(
+            root, subca, hub, ps_root, ps_subca, pseudonymiser, forward, secret, seed, curve, start
+        )
 
     def gateway(self, gateway_id: str, *, expired: bool = False) -> Identity:
         """The signing identity of one gateway (an expired certificate for fault injection)."""
@@ -188,8 +265,16 @@ class TestPki:
             nb, na = self.start - timedelta(days=400), self.start - timedelta(days=30)
         else:
             nb, na = self.start - timedelta(days=30), self.start + timedelta(days=3 * 365)
-        return issue(self.seed, f"gw/{gateway_id}/{expired}", f"SMGW {gateway_id}", kind="sign",
-                     issuer=self.subca, curve=self.curve, not_before=nb, not_after=na)
+        return issue(
+            self.seed,
+            f"gw/{gateway_id}/{expired}",
+            f"SMGW {gateway_id}",
+            kind="sign",
+            issuer=self.subca,
+            curve=self.curve,
+            not_before=nb,
+            not_after=na,
+        )
 
     def write(self, directory: Path) -> None:
         """The file names other tools read (see ``minimeter run --pki``)."""
@@ -197,7 +282,9 @@ class TestPki:
         (directory / "trust-anchor.pem").write_bytes(pem(self.root.cert))
         (directory / "intermediates.pem").write_bytes(pem(self.subca.cert))
         self.hub.write(directory / "hub-key.pem", directory / "hub-cert.pem")
-        self.pseudonymiser.write(directory / "pseudonymiser-key.pem", directory / "pseudonymiser-cert.pem")
+        self.pseudonymiser.write(
+            directory / "pseudonymiser-key.pem", directory / "pseudonymiser-cert.pem"
+        )
         (directory / "pseudonymiser-chain.pem").write_bytes(pem(self.pseudonymiser_subca.cert))
         (directory / "pseudonymiser-root.pem").write_bytes(pem(self.pseudonymiser_root.cert))
         for rid, ident in self.forward.items():
