@@ -143,6 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--zlib-share", type=float, default=0.1, metavar="FRACTION")
     sy.set_defaults(handler=_synth)
 
+    pol = commands.add_parser("policy", help="check or explain recipient policies")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    chk = pol_sub.add_parser("check", help="check policies against baselines and DPIA records")
+    chk.add_argument(
+        "dir",
+        nargs="?",
+        default=None,
+        metavar="DIR",
+        help="project root or policies directory (default: ./policies)",
+    )
+    chk.set_defaults(handler=_policy_check)
+    exp = pol_sub.add_parser("explain", help="what a recipient receives and why")
+    exp.add_argument("recipient", metavar="RECIPIENT")
+    exp.add_argument("--policies", default=None, metavar="DIR")
+    exp.set_defaults(handler=_policy_explain)
+
     demo = commands.add_parser("demo", help="run the main job on a small synthetic fleet")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
     demo.set_defaults(handler=_demo)
@@ -186,6 +202,44 @@ def _synth(args: argparse.Namespace) -> int:
         f"synth: {summary.messages} messages ({summary.faults} faults, {summary.forwarded} forwarded), "
         f"{summary.readings} readings in {summary.seconds:.1f} s -> {out}"
     )
+    return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from minimeter.errors import PolicyError
+    from minimeter.policy.check import check_policy_set
+    from minimeter.policy.load import load_policy_set
+
+    try:
+        ps = load_policy_set(args.dir)
+        findings = check_policy_set(ps)
+    except PolicyError as exc:
+        findings = exc.findings
+        ps = None
+    if findings:
+        for line in findings:
+            print(line)
+        print(f"minimeter: policy-invalid: {len(findings)} finding(s)", file=sys.stderr)
+        return 1
+    assert ps is not None
+    print(
+        f"policy check: {len(ps.policies)} recipients, {len(ps.baselines)} baselines, "
+        f"{len(ps.dpias)} DPIA records: all pass (policy hash {ps.digest[:16]})"
+    )
+    return 0
+
+
+def _policy_explain(args: argparse.Namespace) -> int:
+    from minimeter.policy.check import require_valid
+    from minimeter.policy.explain import explain
+    from minimeter.policy.load import load_policy_set
+
+    ps = require_valid(load_policy_set(args.policies))
+    try:
+        text = explain(ps, args.recipient)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0]), "unknown-recipient") from None
+    sys.stdout.write(text)
     return 0
 
 

@@ -60,3 +60,20 @@ class ConfigError(MinimeterError):
 
     def __init__(self, detail: str, category: str = "config-invalid") -> None:
         super().__init__(category, detail)
+
+
+class PolicyError(MinimeterError):
+    """Policies, baselines or DPIA records are invalid; ``findings`` lists every problem."""
+
+    def __init__(self, findings: list[str]) -> None:
+        self.findings = list(findings)
+        first = findings[0] if findings else "invalid policy set"
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        super().__init__("policy-invalid", first + more)
+
+
+class PayloadError(MinimeterError):
+    """A decrypted payload is not a K461 profile Minimeter can read."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("payload-invalid", detail)
