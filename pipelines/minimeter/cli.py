@@ -7,6 +7,8 @@ written to stdout then.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -159,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--policies", default=None, metavar="DIR")
     exp.set_defaults(handler=_policy_explain)
 
+    rn = commands.add_parser(
+        "run",
+        help="the main job: messages to per-recipient datasets",
+        epilog="Any further --option is passed to Apache Beam (--runner, --direct_num_workers, "
+        "--direct_running_mode, --job_endpoint, --environment_type, --environment_config, ...).",
+    )
+    rn.add_argument("--input", required=True, metavar="GLOB")
+    rn.add_argument("--policies", required=True, metavar="DIR")
+    rn.add_argument("--pki", required=True, metavar="DIR")
+    rn.add_argument("--consent", required=True, metavar="FILE")
+    rn.add_argument("--meters", required=True, metavar="FILE")
+    rn.add_argument("--out", required=True, metavar="DIR")
+    rn.add_argument("--as-of", default=None, metavar="DATE")
+    rn.add_argument("--run-id", default=None, metavar="ID")
+    rn.set_defaults(handler=_run, allow_extra=True)
+
     demo = commands.add_parser("demo", help="run the main job on a small synthetic fleet")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
     demo.set_defaults(handler=_demo)
@@ -243,6 +261,35 @@ def _policy_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import re
+    from datetime import date
+
+    from minimeter.pipeline.run import RunConfig, main_run
+
+    extra: dict[str, object] = {}
+    if args.as_of:
+        try:
+            extra["as_of"] = date.fromisoformat(args.as_of)
+        except ValueError:
+            raise ConfigError(f"--as-of: {args.as_of!r} is not a date YYYY-MM-DD") from None
+    if args.run_id:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.run_id):
+            raise ConfigError("--run-id: use letters, digits, '.', '_' and '-' (at most 64)")
+        extra["run_id"] = args.run_id
+    cfg = RunConfig(
+        input=args.input,
+        policies=Path(args.policies),
+        pki=Path(args.pki),
+        consent=Path(args.consent),
+        meters=Path(args.meters),
+        out=Path(args.out),
+        beam_args=tuple(args.beam_args),
+        **extra,  # type: ignore[arg-type]
+    )
+    return main_run(cfg)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from minimeter.demo import run_demo
 
@@ -250,7 +297,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "allow_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.beam_args = rest
+    logging.getLogger().setLevel(os.environ.get("MINIMETER_LOG_LEVEL", "ERROR"))
     handler: Handler = args.handler
     try:
         return handler(args)

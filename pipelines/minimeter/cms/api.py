@@ -12,6 +12,7 @@ from minimeter.cms.envelope import (
     IdentifierKind,
     MatchedRecipient,
     RecipientKey,
+    addressed_to,
     decrypt_envelope,
     encrypt_envelope,
     unwrap_envelope,
@@ -176,4 +177,40 @@ def seal_message(
         signer_cert=signer_cert,
         chain=tuple(chain),
         at=at,
+    )
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """A message for a forward recipient: verified, re-signed, never decrypted."""
+
+    recipient: str
+    message: bytes
+    signing_time: datetime
+
+
+def open_or_relay(
+    data: bytes,
+    *,
+    recipient_key: RecipientKey,
+    recipient_cert: x509.Certificate,
+    forward: Sequence[tuple[str, x509.Certificate]],
+    signer_key: SignerKey,
+    signer_cert: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    trust: TrustStore,
+    at: datetime | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> OpenedMessage | Relayed:
+    """The data hub's routing: a message for us is opened; one for a forward recipient is
+    re-signed and relayed unread; anything else is ``not-a-recipient``."""
+    verified = verify_message(data, trust=trust, at=at, max_size=max_size)
+    envelope, _wrapped = unwrap_envelope(verified.econtent, verified.econtent_type)
+    certs = [recipient_cert, *(cert for _, cert in forward)]
+    hits = addressed_to(envelope, verified.econtent_type, certs)
+    if 0 in hits or not hits:
+        return _decrypt(verified, recipient_key, recipient_cert)  # raises not-a-recipient if no hit
+    recipient_id = forward[hits[0] - 1][0]
+    return Relayed(
+        recipient_id, _resign(verified, signer_key, signer_cert, chain, at), verified.signing_time
     )

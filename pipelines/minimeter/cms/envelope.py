@@ -167,6 +167,31 @@ def decrypt_envelope(
     return DecryptedContent(plaintext, content_type, cipher.name, matched)
 
 
+def addressed_to(
+    envelope_der: bytes, envelope_type: str, certs: Sequence[x509.Certificate]
+) -> list[int]:
+    """Indices of ``certs`` that some recipient entry of the envelope names (no decryption)."""
+    try:
+        spec = (
+            cms.AuthEnvelopedData if envelope_type == OID_AUTH_ENVELOPED_DATA else cms.EnvelopedData
+        )
+        infos = list(spec.load(envelope_der, strict=True)["recipient_infos"])
+        rids = []
+        for info in infos:
+            if info.name == "kari":
+                rids += [(rek["rid"], True) for rek in info.chosen["recipient_encrypted_keys"]]
+            elif info.name == "ktri":
+                rids.append((info.chosen["rid"], False))
+        identities = [_identity(c) for c in certs]
+        return [
+            i for i, me in enumerate(identities) if any(_matches(r, me, kari=k) for r, k in rids)
+        ]
+    except CmsError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise CmsError("malformed", "envelope structure is invalid") from None
+
+
 def _recover_content_key(
     recipient_infos: Sequence[cms.RecipientInfo], me: _OurIdentity, key: RecipientKey
 ) -> tuple[MatchedRecipient, bytes]:

@@ -374,8 +374,11 @@ def make_signed_data(
     chain: tuple[x509.Certificate, ...] = (),
     at: datetime | None = None,
     known_digests: tuple[tuple[str, bytes], ...] = (),
+    detached: bool = False,
 ) -> bytes:
     """A DER ContentInfo(SignedData) over ``econtent`` with one SignerInfo by ``signer_key``.
+
+    ``detached`` leaves the eContent out (a detached signature over ``econtent``).
 
     Signed attributes are contentType, messageDigest and signingTime; the certificate set is the
     signer certificate followed by ``chain``. ``known_digests`` lets a caller reuse a digest of
@@ -414,7 +417,9 @@ def make_signed_data(
         tpl.signature_algorithm,
         core.OctetString(signature).dump(),
     )
-    encap = _seq(type_der, _ctx(0, core.OctetString(econtent).dump()))
+    encap = (
+        _seq(type_der) if detached else _seq(type_der, _ctx(0, core.OctetString(econtent).dump()))
+    )
     signed = _seq(
         _V1 if econtent_type == OID_DATA else _V3,
         as_set_of(tpl.digest_algorithm),

@@ -9,11 +9,17 @@ whose ``logical_name`` is the 12-hex OBIS code + ``.`` + meter id + ``.sm``; and
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET  # noqa: S405 - guarded by _parse_xml
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from minimeter.obis import obis_to_hex
+import numpy as np
+
+from minimeter.errors import MinimeterError, PayloadError
+from minimeter.obis import DLMS_UNITS, obis_from_hex, obis_to_hex, scale
 
 NS_PROFILE = "urn:k461-dke-de:profile_generic-1"
 NS_EXTENSION = "urn:k461-dke-de:extension-1"
@@ -65,3 +71,180 @@ def encode_profile(
         out.append("</ns1:column>\n")
     out.append("</ns1:simple_data>\n</ns1:buffer>\n</ns1:attributes>\n</ns1:object>\n")
     return "".join(out).encode()
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+MAX_XML_BYTES = 32 * 1024 * 1024
+MAX_DEPTH = 12
+_ZLIB_CMF = 0x78
+
+
+@dataclass(frozen=True)
+class DecodedSeries:
+    """One capture object's readings in physical units, times as UTC epoch microseconds."""
+
+    obis: str
+    unit: str
+    times_us: np.ndarray
+    values: np.ndarray
+    statuses: np.ndarray
+    step_us: int
+    """Capture period inferred from the column (0 when it cannot be told)."""
+
+
+@dataclass(frozen=True)
+class DecodedProfile:
+    meter: str
+    series: tuple[DecodedSeries, ...]
+
+    @property
+    def readings(self) -> int:
+        return sum(len(s.times_us) for s in self.series)
+
+
+def inflate_if_zlib(payload: bytes, *, limit: int = MAX_XML_BYTES) -> bytes:
+    """Inflate a zlib stream (RFC 1950 header detected), refusing to grow beyond ``limit``."""
+    if len(payload) < 2 or payload[0] != _ZLIB_CMF or (payload[0] * 256 + payload[1]) % 31:
+        return payload
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(payload, limit + 1)
+    except zlib.error:
+        raise PayloadError("zlib stream is corrupt") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadError(f"inflated payload exceeds {limit} bytes")
+    if not inflater.eof:
+        raise PayloadError("zlib stream is truncated")
+    return out
+
+
+_FORBIDDEN = re.compile(rb"<!(?i:doctype|entity)")
+
+
+def _parse_xml(xml: bytes) -> ET.Element:
+    """Well-formed XML without a DTD, entity declarations or external references.
+
+    The document must use an ASCII-compatible encoding (no NUL bytes, so no UTF-16 that could
+    hide markup from the byte check); a DOCTYPE or ENTITY declaration anywhere refuses it; only
+    then does expat (C) build the tree. Without a DTD, expat rejects every entity reference
+    except the five predefined ones, so nothing can expand.
+    """
+    if b"\0" in xml:
+        raise PayloadError("XML refused (not an ASCII-compatible encoding)")
+    if _FORBIDDEN.search(xml):
+        raise PayloadError("XML refused (DTD or entity declaration)")
+    try:
+        return ET.fromstring(xml, parser=ET.XMLParser())
+    except ET.ParseError as exc:
+        raise PayloadError(f"not well-formed XML (line {exc.position[0]})") from None
+
+
+def _depth_ok(root: ET.Element, limit: int) -> bool:
+    """No element deeper than ``limit`` (only elements with children are visited)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= limit:
+            return False
+        stack.extend((child, depth + 1) for child in node if len(child))
+    return True
+
+
+def _iso_us(text: str) -> int:
+    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError("capture_time without a time zone")
+    return int(when.timestamp()) * 1_000_000 + when.microsecond
+
+
+def decode_profile(
+    payload: bytes, *, max_bytes: int = MAX_XML_BYTES, max_depth: int = MAX_DEPTH
+) -> DecodedProfile:
+    """Parse a (possibly zlib-compressed) K461 profile. Raises only ``PayloadError``.
+
+    XML is refused with a DTD or entity declarations, after a size cap, and parsed by expat;
+    the tree depth is capped too. Error texts never quote payload content.
+    """
+    xml = inflate_if_zlib(payload, limit=max_bytes)
+    if len(xml) > max_bytes:
+        raise PayloadError(f"payload exceeds {max_bytes} bytes")
+    root = _parse_xml(xml)
+    if not _depth_ok(root, max_depth):
+        raise PayloadError(f"XML nested deeper than {max_depth} levels")
+    if root.tag != f"{{{NS_PROFILE}}}object" or root.get("class_id") != "7":
+        raise PayloadError("not a K461 profile_generic object (class_id 7)")
+    p, e = f"{{{NS_PROFILE}}}", f"{{{NS_EXTENSION}}}"
+    objects = root.findall(f"{p}attributes/{p}capture_objects/{p}capture_object")
+    columns = {
+        c.get("id"): c for c in root.findall(f"{p}attributes/{p}buffer/{p}simple_data/{p}column")
+    }
+    if not objects:
+        raise PayloadError("profile has no capture objects")
+    meters: set[str] = set()
+    series = []
+    for obj in objects:
+        name = (obj.findtext(f"{e}logical_name") or "").strip()
+        parts = name.split(".")
+        if len(parts) != 3 or parts[2] != "sm" or not parts[1]:
+            raise PayloadError("capture object logical_name is not <obis>.<meter>.sm")
+        try:
+            obis = obis_from_hex(parts[0])
+        except MinimeterError:
+            raise PayloadError("capture object has an invalid OBIS code") from None
+        meters.add(parts[1])
+        column = columns.get(obj.get("id"))
+        if column is None:
+            raise PayloadError(f"no buffer column for capture object {obj.get('id')!r}")
+        series.append(_column(column, obis, e, p))
+    if len(meters) != 1:
+        raise PayloadError("capture objects name more than one meter")
+    return DecodedProfile(meters.pop(), tuple(series))
+
+
+def _texts(column: ET.Element, tag: str) -> list[str]:
+    return [el.text or "" for el in column.iter(tag)]
+
+
+def _column(column: ET.Element, obis: str, e: str, p: str) -> DecodedSeries:
+    n = len(column.findall(f"{p}entry_gateway_signed"))
+    fields = [
+        _texts(column, f"{e}{name}")
+        for name in ("capture_time", "long64", "scaler", "unit", "status")
+    ]
+    if any(len(f) != n for f in fields):
+        raise PayloadError(f"entries of {obis} miss a capture_time, value, scaler, unit or status")
+    times_text, raw_text, scaler_text, unit_text, status_text = fields
+    try:
+        times = [_iso_us(t) for t in times_text]
+        scalers = {int(x) for x in scaler_text}
+        raw = [int(x) for x in raw_text]
+        units = {int(x) for x in unit_text}
+        statuses = [int(x) for x in status_text]
+    except (ValueError, OverflowError):
+        raise PayloadError(
+            f"an entry of {obis} has an invalid time, value, scaler, unit or status"
+        ) from None
+    if len(units) > 1 or len(scalers) > 1:
+        raise PayloadError(f"entries of {obis} use more than one unit or scaler")
+    scaler = scalers.pop() if scalers else 0
+    if not -9 <= scaler <= 9:
+        raise PayloadError(f"scaler of {obis} is out of range")
+    unit_code = units.pop() if units else 0
+    t = np.array(times, dtype=np.int64)
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    if len(t) > 1 and (np.diff(t) == 0).any():
+        raise PayloadError(f"entries of {obis} repeat a capture time")
+    step = 0
+    if len(t) > 1:  # the most common spacing (np.unique: no allocation sized by the values)
+        spacings, counts = np.unique(np.diff(t), return_counts=True)
+        step = int(spacings[counts.argmax()])
+    return DecodedSeries(
+        obis=obis,
+        unit=DLMS_UNITS.get(unit_code, f"dlms-{unit_code}"),
+        times_us=t,
+        values=np.array([scale(v, scaler) for v in raw], dtype=np.float64)[order],
+        statuses=np.array(statuses, dtype=np.int64)[order],
+        step_us=step,
+    )

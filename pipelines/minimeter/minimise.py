@@ -1,0 +1,364 @@
+"""Policy semantics: what one recipient may receive of one meter's readings (no Beam here).
+
+Order per recipient: scope (habilitation) -> consent -> OBIS allow-list -> retention ->
+sampling limit (per OBIS kind) -> identity -> k-anonymous aggregation. Every reading that does
+not reach a deliverable row is counted under the reason that removed it, so that
+``readings-in = dropped-* + kept (+ suppressed-k)`` holds per recipient.
+
+Only this module creates ``Deliverable`` objects, and the writers accept nothing else.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from minimeter.obis import OBIS_TABLE
+from minimeter.payload.k461 import DecodedProfile, DecodedSeries
+from minimeter.policy.model import Policy
+from minimeter.pseudonym import pseudonym
+from minimeter.registry import ConsentRegistry, MeterInfo
+
+US = 1_000_000
+FIXED_WIDTH_US = {"PT15M": 900 * US, "PT30M": 1800 * US, "PT1H": 3600 * US, "P1D": 86400 * US}
+
+REASONS = (
+    "readings-in",
+    "dropped-scope",
+    "dropped-consent",
+    "dropped-obis",
+    "dropped-retention",
+    "dropped-incomplete",
+    "dropped-duplicate",
+    "suppressed-k",
+    "kept",
+)
+
+
+def in_scope(policy: Policy, info: MeterInfo | None) -> bool:
+    """Habilitation: the recipient's jurisdiction, and its areas / its supplier's customers."""
+    if info is None or info.jurisdiction != policy.jurisdiction:
+        return False
+    if policy.scope.areas is not None and info.area not in policy.scope.areas:
+        return False
+    return policy.scope.supplier is None or info.supplier == policy.scope.supplier
+
+
+def select(
+    policy: Policy,
+    info: MeterInfo | None,
+    consent: ConsentRegistry,
+    profile: DecodedProfile,
+    horizon_us: int,
+) -> tuple[list[DecodedSeries], Counter[str]]:
+    """The per-message filters (scope, consent, OBIS, retention) for one recipient."""
+    counts: Counter[str] = Counter()
+    counts["readings-in"] += profile.readings
+    if not in_scope(policy, info):
+        counts["dropped-scope"] += profile.readings
+        return [], counts
+    kept = []
+    for s in profile.series:
+        mask = np.ones(len(s.times_us), dtype=bool)
+        if policy.consent is not None:
+            ok = consent.valid(profile.meter, policy.consent, s.times_us)
+            counts["dropped-consent"] += int((~ok).sum())
+            mask &= ok
+        if not policy.allows_obis(s.obis):
+            counts["dropped-obis"] += int(mask.sum())
+            continue
+        recent = s.times_us >= horizon_us
+        counts["dropped-retention"] += int((mask & ~recent).sum())
+        mask &= recent
+        if mask.any():
+            kept.append(_subset(s, mask))
+    return kept, counts
+
+
+def _subset(s: DecodedSeries, mask: np.ndarray) -> DecodedSeries:
+    return DecodedSeries(
+        s.obis, s.unit, s.times_us[mask], s.values[mask], s.statuses[mask], s.step_us
+    )
+
+
+def merge(parts: Iterable[DecodedSeries]) -> tuple[list[DecodedSeries], int]:
+    """One series per OBIS code from parts of several messages; repeated capture times are
+    dropped (counted) so that a reading delivered twice cannot be summed twice."""
+    by_obis: dict[str, list[DecodedSeries]] = {}
+    for s in parts:
+        by_obis.setdefault(s.obis, []).append(s)
+    out, duplicates = [], 0
+    for obis in sorted(by_obis):
+        group = by_obis[obis]
+        t = np.concatenate([g.times_us for g in group])
+        v = np.concatenate([g.values for g in group])
+        st = np.concatenate([g.statuses for g in group])
+        order = np.argsort(t, kind="stable")
+        t, v, st = t[order], v[order], st[order]
+        first = np.ones(len(t), dtype=bool)
+        first[1:] = t[1:] != t[:-1]
+        duplicates += int((~first).sum())
+        steps = [g.step_us for g in group if g.step_us]
+        step = max(set(steps), key=steps.count) if steps else 0
+        out.append(DecodedSeries(obis, group[0].unit, t[first], v[first], st[first], step))
+    return out, duplicates
+
+
+def interval_bounds(
+    times_us: np.ndarray, interval: str, step_us: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of the UTC-aligned interval (start, end] holding each capture time."""
+    if interval == "P1M":
+        tt = times_us.astype("datetime64[us]")
+        month = tt.astype("datetime64[M]")
+        month_start = month.astype("datetime64[us]")
+        end_month = np.where(tt == month_start, month, month + 1)
+        return (end_month - 1).astype("datetime64[us]").astype(np.int64), end_month.astype(
+            "datetime64[us]"
+        ).astype(np.int64)
+    width = max(FIXED_WIDTH_US[interval], step_us)
+    end = -(-times_us // width) * width
+    return end - width, end
+
+
+@dataclass(frozen=True)
+class Coarse:
+    """One meter's values for one OBIS code at the recipient's granularity."""
+
+    obis: str
+    unit: str
+    ts_us: np.ndarray
+    value: np.ndarray
+    value_max: np.ndarray | None
+    readings: np.ndarray
+    """How many raw readings each value stands for."""
+
+
+def coarsen(series: DecodedSeries, interval: str) -> tuple[Coarse | None, int]:
+    """Complete intervals only; returns the coarse values and the readings dropped as incomplete.
+
+    register: last value at or before the interval end; interval quantity: sum;
+    instantaneous: mean and max. An interval is complete when it holds every capture the series'
+    capture period implies; a partial interval (at the edges of the data, or cut by consent or
+    retention) is not delivered.
+    """
+    n = len(series.times_us)
+    if n == 0:
+        return None, 0
+    step = series.step_us
+    start, end = interval_bounds(series.times_us, interval, step)
+    if step <= 0:
+        return None, n
+    ends, first, counts = np.unique(end, return_index=True, return_counts=True)
+    length = end[first] - start[first]
+    complete = (length % step == 0) & (counts == length // step)
+    if not complete.any():
+        return None, n
+    kind = OBIS_TABLE[series.obis].kind if series.obis in OBIS_TABLE else "register"
+    values = series.values
+    last = first + counts - 1
+    value_max = None
+    if kind == "interval":
+        value = np.add.reduceat(values, first)
+    elif kind == "instantaneous":
+        value = np.add.reduceat(values, first) / counts
+        value_max = np.maximum.reduceat(values, first)[complete]
+    else:
+        value = values[last]
+    dropped = int(counts[~complete].sum())
+    return (
+        Coarse(
+            series.obis, series.unit, ends[complete], value[complete], value_max, counts[complete]
+        ),
+        dropped,
+    )
+
+
+_ISSUED = object()
+
+
+class Deliverable:
+    """Rows one recipient may receive: only ``minimise`` creates these, writers take nothing else."""
+
+    __slots__ = (
+        "recipient",
+        "meter",
+        "area",
+        "obis",
+        "unit",
+        "ts_us",
+        "value",
+        "value_max",
+        "n_meters",
+    )
+
+    def __init__(
+        self,
+        token: object,
+        *,
+        recipient: str,
+        meter: str | None,
+        area: str | None,
+        obis: str,
+        unit: str,
+        ts_us: np.ndarray,
+        value: np.ndarray,
+        value_max: np.ndarray | None = None,
+        n_meters: np.ndarray | None = None,
+    ) -> None:
+        if token is not _ISSUED:
+            raise TypeError("Deliverable rows are created by minimeter.minimise only")
+        self.recipient = recipient
+        self.meter = meter
+        self.area = area
+        self.obis = obis
+        self.unit = unit
+        self.ts_us = ts_us
+        self.value = value
+        self.value_max = value_max
+        self.n_meters = n_meters
+
+    def __reduce__(self) -> tuple[object, ...]:  # pickling between Beam stages
+        return (
+            _rebuild,
+            (
+                self.recipient,
+                self.meter,
+                self.area,
+                self.obis,
+                self.unit,
+                self.ts_us,
+                self.value,
+                self.value_max,
+                self.n_meters,
+            ),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ts_us)
+
+    def split_by_day(self) -> list[tuple[str, Deliverable]]:
+        """(YYYY-MM-DD, rows) by the UTC day each interval closes in (end minus 1 microsecond)."""
+        days = ((self.ts_us - 1) // (86400 * US)).astype("datetime64[D]").astype(str)
+        out = []
+        for day in np.unique(days):
+            m = days == day
+            out.append(
+                (
+                    str(day),
+                    Deliverable(
+                        _ISSUED,
+                        recipient=self.recipient,
+                        meter=self.meter,
+                        area=self.area,
+                        obis=self.obis,
+                        unit=self.unit,
+                        ts_us=self.ts_us[m],
+                        value=self.value[m],
+                        value_max=None if self.value_max is None else self.value_max[m],
+                        n_meters=None if self.n_meters is None else self.n_meters[m],
+                    ),
+                )
+            )
+        return out
+
+
+def _rebuild(*fields: object) -> Deliverable:
+    names = (
+        "recipient",
+        "meter",
+        "area",
+        "obis",
+        "unit",
+        "ts_us",
+        "value",
+        "value_max",
+        "n_meters",
+    )
+    return Deliverable(_ISSUED, **dict(zip(names, fields, strict=True)))  # type: ignore[arg-type]
+
+
+def identity_of(policy: Policy, meter: str, key: bytes | None) -> str | None:
+    if policy.identity == "metering-point":
+        return meter
+    if policy.identity == "pseudonym":
+        assert key is not None
+        return pseudonym(key, meter)
+    return None
+
+
+def deliver_meter(
+    policy: Policy, meter: str, parts: Iterable[DecodedSeries], key: bytes | None
+) -> tuple[list[Deliverable], list[Coarse], Counter[str]]:
+    """Row-level deliverables of one meter (parquet delivery), or coarse values to aggregate."""
+    counts: Counter[str] = Counter()
+    merged, duplicates = merge(parts)
+    counts["dropped-duplicate"] += duplicates
+    out: list[Deliverable] = []
+    coarse_values: list[Coarse] = []
+    who = identity_of(policy, meter, key) if policy.delivery != "aggregate" else None
+    for s in merged:
+        coarse, incomplete = coarsen(s, policy.min_interval.text)
+        counts["dropped-incomplete"] += incomplete
+        if coarse is None:
+            continue
+        if policy.delivery == "aggregate":
+            coarse_values.append(coarse)
+            continue
+        counts["kept"] += int(coarse.readings.sum())
+        out.append(
+            Deliverable(
+                _ISSUED,
+                recipient=policy.id,
+                meter=who,
+                area=None,
+                obis=coarse.obis,
+                unit=coarse.unit,
+                ts_us=coarse.ts_us,
+                value=coarse.value,
+                value_max=coarse.value_max,
+            )
+        )
+    return out, coarse_values, counts
+
+
+def aggregate_group(
+    policy: Policy,
+    area: str,
+    obis: str,
+    unit: str,
+    ts_us: int,
+    contributions: Sequence[tuple[str, float, int]],
+) -> tuple[Deliverable | None, Counter[str]]:
+    """One (area, OBIS, interval) total over distinct meters; suppressed below k."""
+    counts: Counter[str] = Counter()
+    meters = {m for m, _, _ in contributions}
+    readings = sum(r for _, _, r in contributions)
+    assert policy.k_anonymity is not None
+    if len(meters) < policy.k_anonymity:
+        counts["suppressed-k"] += readings
+        counts["groups-suppressed-k"] += 1
+        return None, counts
+    counts["kept"] += readings
+    total = float(sum(v for _, v, _ in contributions))
+    row = Deliverable(
+        _ISSUED,
+        recipient=policy.id,
+        meter=None,
+        area=area,
+        obis=obis,
+        unit=unit,
+        ts_us=np.array([ts_us], dtype=np.int64),
+        value=np.array([total]),
+        n_meters=np.array([len(meters)], dtype=np.int64),
+    )
+    return row, counts
+
+
+def horizon_us(policy: Policy, as_of: datetime) -> int:
+    """Capture times before this are beyond the recipient's retention."""
+    return int(policy.retention.subtract_from(as_of.astimezone(UTC)).timestamp() * US)

@@ -1,0 +1,1 @@
+"""The Apache Beam adapter around Minimeter's core (``minimeter run``)."""

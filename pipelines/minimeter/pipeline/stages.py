@@ -1,0 +1,420 @@
+"""Minimeter's Beam stages: composite PTransforms over the core's pure functions.
+
+Keys and registries are loaded in ``DoFn.setup()`` from paths (never pickled into the graph);
+failures become typed dead letters on a tagged output; counts flow as data for the audit and as
+Beam metrics for monitoring. Nothing here holds module-level state, so the same graph runs on
+FnApiRunner (one or several processes) and on portable runners with separate workers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+
+from minimeter.cms import Relayed, TrustStore, open_or_relay
+from minimeter.cms.signed import DEFAULT_MAX_SIZE
+from minimeter.errors import CmsError, PayloadError
+from minimeter.keys import load_certificates, load_private_key
+from minimeter.minimise import Deliverable, aggregate_group, deliver_meter, horizon_us, select
+from minimeter.payload.k461 import DecodedProfile, DecodedSeries, decode_profile
+from minimeter.pipeline.outputs import atomic_write, deliverable_table, safe_name, write_parquet
+from minimeter.policy.model import Policy
+from minimeter.pseudonym import recipient_key
+from minimeter.registry import ConsentRegistry, MeterRegistry
+
+DEAD = "dead"
+FORWARD = "forward"
+COUNTS = "counts"
+AGGREGATE = "aggregate"
+RUN = "_run"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A refused message: its name, the stage and the typed reason; never its content."""
+
+    message: str
+    stage: str
+    category: str
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the PKI files (``minimeter synth`` names); files are read in setup()."""
+
+    directory: str
+    forward: tuple[str, ...]
+
+    def file(self, name: str) -> Path:
+        return Path(self.directory) / name
+
+
+@dataclass(frozen=True)
+class OpenedPayload:
+    message: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    recipient: str
+    message: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class DecodedMessage:
+    message: str
+    profile: DecodedProfile
+
+
+def count(recipient: str, reason: str, n: int) -> tuple[tuple[str, str], int]:
+    return (recipient, reason), n
+
+
+# --- 1. ReadMessages ------------------------------------------------------------------------------
+
+
+class _Read(beam.DoFn):
+    def __init__(self, base: str, max_size: int) -> None:
+        self.base = base
+        self.max_size = max_size
+        self.read = Metrics.counter("minimeter", "messages-in")
+
+    def process(self, readable: Any) -> Iterator[Any]:
+        path = readable.metadata.path
+        name = (
+            str(Path(path).relative_to(self.base))
+            if path.startswith(self.base)
+            else Path(path).name
+        )
+        self.read.inc()
+        yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "messages-in", 1))
+        if readable.metadata.size_in_bytes > self.max_size:
+            yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "read", "payload-too-large"))
+            return
+        yield name, readable.read()
+
+
+class ReadMessages(beam.PTransform):
+    """File name (relative to the input's base directory) and bytes, size-capped."""
+
+    def __init__(self, pattern: str, base: str, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        super().__init__()
+        self.pattern, self.base, self.max_size = pattern, base, max_size
+
+    def expand(self, pbegin: Any) -> Any:
+        return (
+            pbegin
+            | "Match"
+            >> fileio.MatchFiles(
+                self.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
+            )
+            | "Open" >> fileio.ReadMatches()
+            | "Read"
+            >> beam.ParDo(_Read(self.base, self.max_size)).with_outputs(
+                DEAD, COUNTS, main="messages"
+            )
+        )
+
+
+# --- 2. OpenCms -------------------------------------------------------------------------------------
+
+
+class _Open(beam.DoFn):
+    def __init__(self, pki: Pki, at: datetime | None) -> None:
+        self.pki = pki
+        self.at = at
+        self.dead = Metrics.counter("minimeter", "dead-letters")
+
+    def setup(self) -> None:
+        p = self.pki
+        self.trust = TrustStore.from_files(
+            [p.file("trust-anchor.pem")], [p.file("intermediates.pem")]
+        )
+        self.hub_key = load_private_key(p.file("hub-key.pem"))
+        self.hub_cert = load_certificates(p.file("hub-cert.pem"))[0]
+        self.signer_key = load_private_key(p.file("pseudonymiser-key.pem"))
+        self.signer_cert = load_certificates(p.file("pseudonymiser-cert.pem"))[0]
+        self.chain = load_certificates(p.file("pseudonymiser-chain.pem"))
+        self.forward = [
+            (rid, load_certificates(p.file(f"forward-{rid}-cert.pem"))[0]) for rid in p.forward
+        ]
+
+    def process(self, element: tuple[str, bytes]) -> Iterator[Any]:
+        name, data = element
+        try:
+            result = open_or_relay(
+                data,
+                recipient_key=self.hub_key,
+                recipient_cert=self.hub_cert,
+                forward=self.forward,
+                signer_key=self.signer_key,
+                signer_cert=self.signer_cert,
+                chain=self.chain,
+                trust=self.trust,
+                at=self.at,
+            )
+        except CmsError as exc:
+            self.dead.inc()
+            yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "open", exc.category))
+            return
+        if isinstance(result, Relayed):
+            yield beam.pvalue.TaggedOutput(COUNTS, count(result.recipient, "messages-forwarded", 1))
+            yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "forwarded", 1))
+            yield beam.pvalue.TaggedOutput(
+                FORWARD, Forwarded(result.recipient, name, result.message)
+            )
+            return
+        yield OpenedPayload(name, result.payload)
+
+
+class OpenCms(beam.PTransform):
+    """Verify every message; decrypt ours; re-sign and relay forward recipients' messages."""
+
+    def __init__(self, pki: Pki, at: datetime | None = None) -> None:
+        super().__init__()
+        self.pki, self.at = pki, at
+
+    def expand(self, messages: Any) -> Any:
+        return messages | "Open" >> beam.ParDo(_Open(self.pki, self.at)).with_outputs(
+            DEAD, FORWARD, COUNTS, main="opened"
+        )
+
+
+# --- 3. DecodePayload -------------------------------------------------------------------------------
+
+
+class _Decode(beam.DoFn):
+    def process(self, element: OpenedPayload) -> Iterator[Any]:
+        try:
+            profile = decode_profile(element.payload)
+        except PayloadError as exc:
+            yield beam.pvalue.TaggedOutput(
+                DEAD, DeadLetter(element.message, "decode", exc.category)
+            )
+            return
+        yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "opened", 1))
+        yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "readings", profile.readings))
+        yield DecodedMessage(element.message, profile)
+
+
+class DecodePayload(beam.PTransform):
+    """K461 XML (zlib detected, parsed safely) into readings; failures are dead letters."""
+
+    def expand(self, opened: Any) -> Any:
+        return opened | "Decode" >> beam.ParDo(_Decode()).with_outputs(DEAD, COUNTS, main="decoded")
+
+
+# --- 4. ApplyPolicies ---------------------------------------------------------------------------
+
+
+class _Select(beam.DoFn):
+    """Per message and recipient: scope, consent, OBIS, retention."""
+
+    def __init__(
+        self, policies: tuple[Policy, ...], meters: str, consent: str, as_of: datetime
+    ) -> None:
+        self.policies, self.meters_path, self.consent_path, self.as_of = (
+            policies,
+            meters,
+            consent,
+            as_of,
+        )
+
+    def setup(self) -> None:
+        self.meters = MeterRegistry.load(self.meters_path)
+        self.consent = ConsentRegistry.load(self.consent_path)
+        self.horizons = {p.id: horizon_us(p, self.as_of) for p in self.policies}
+
+    def process(self, element: DecodedMessage) -> Iterator[Any]:
+        profile = element.profile
+        info = self.meters.get(profile.meter)
+        for policy in self.policies:
+            kept, counts = select(policy, info, self.consent, profile, self.horizons[policy.id])
+            for reason, n in counts.items():
+                yield beam.pvalue.TaggedOutput(COUNTS, count(policy.id, reason, n))
+            if kept:
+                yield (policy.id, profile.meter), kept
+
+
+class _Deliver(beam.DoFn):
+    """Per recipient and meter: sampling limit, identity; aggregates go on to be summed."""
+
+    def __init__(self, policies: tuple[Policy, ...], secret: str, meters: str) -> None:
+        self.policies = {p.id: p for p in policies}
+        self.secret_path, self.meters_path = secret, meters
+
+    def setup(self) -> None:
+        secret = Path(self.secret_path).read_bytes()
+        self.keys = {
+            rid: recipient_key(secret, rid)
+            for rid, p in self.policies.items()
+            if p.identity == "pseudonym"
+        }
+        self.meters = MeterRegistry.load(self.meters_path)
+
+    def process(
+        self, element: tuple[tuple[str, str], Iterable[list[DecodedSeries]]]
+    ) -> Iterator[Any]:
+        (rid, meter), batches = element
+        policy = self.policies[rid]
+        parts = [s for batch in batches for s in batch]
+        rows, coarse, counts = deliver_meter(policy, meter, parts, self.keys.get(rid))
+        for reason, n in counts.items():
+            yield beam.pvalue.TaggedOutput(COUNTS, count(rid, reason, n))
+        yield from rows
+        if coarse:
+            info = self.meters.get(meter)
+            assert info is not None  # in scope, so registered
+            for c in coarse:
+                for ts, value, readings in zip(
+                    c.ts_us.tolist(), c.value.tolist(), c.readings.tolist(), strict=True
+                ):
+                    yield beam.pvalue.TaggedOutput(
+                        AGGREGATE, ((rid, info.area, c.obis, c.unit, ts), (meter, value, readings))
+                    )
+
+
+class _Aggregate(beam.DoFn):
+    def __init__(self, policies: tuple[Policy, ...]) -> None:
+        self.policies = {p.id: p for p in policies}
+
+    def process(
+        self, element: tuple[tuple[str, str, str, str, int], Iterable[tuple[str, float, int]]]
+    ) -> Iterator[Any]:
+        (rid, area, obis, unit, ts), contributions = element
+        row, counts = aggregate_group(self.policies[rid], area, obis, unit, ts, list(contributions))
+        for reason, n in counts.items():
+            yield beam.pvalue.TaggedOutput(COUNTS, count(rid, reason, n))
+        if row is not None:
+            yield row
+
+
+class ApplyPolicies(beam.PTransform):
+    """Every recipient's policy; the only stage whose output (``Deliverable``) writers accept."""
+
+    def __init__(
+        self,
+        policies: tuple[Policy, ...],
+        *,
+        meters: str,
+        consent: str,
+        secret: str,
+        as_of: datetime,
+    ) -> None:
+        super().__init__()
+        self.policies = tuple(p for p in policies if p.delivery != "cms-forward")
+        self.meters, self.consent, self.secret, self.as_of = meters, consent, secret, as_of
+
+    def expand(self, decoded: Any) -> Any:
+        selected = decoded | "Select" >> beam.ParDo(
+            _Select(self.policies, self.meters, self.consent, self.as_of)
+        ).with_outputs(COUNTS, main="selected")
+        delivered = (
+            selected.selected
+            | "ByRecipientAndMeter" >> beam.GroupByKey()
+            | "Deliver"
+            >> beam.ParDo(_Deliver(self.policies, self.secret, self.meters)).with_outputs(
+                AGGREGATE, COUNTS, main="rows"
+            )
+        )
+        aggregated = (
+            delivered[AGGREGATE]
+            | "ByAreaAndInterval" >> beam.GroupByKey()
+            | "Aggregate" >> beam.ParDo(_Aggregate(self.policies)).with_outputs(COUNTS, main="rows")
+        )
+        rows = (delivered.rows, aggregated.rows) | "AllRows" >> beam.Flatten()
+        counts = (
+            selected[COUNTS],
+            delivered[COUNTS],
+            aggregated[COUNTS],
+        ) | "AllCounts" >> beam.Flatten()
+        return rows, counts
+
+
+# --- 5. WriteParquet ------------------------------------------------------------------------------
+
+
+class _WriteDay(beam.DoFn):
+    def __init__(self, out: str, run_id: str, policy_hash: str, aggregates: frozenset[str]) -> None:
+        self.out, self.run_id, self.policy_hash, self.aggregates = (
+            out,
+            run_id,
+            policy_hash,
+            aggregates,
+        )
+
+    def process(self, element: tuple[tuple[str, str], Iterable[Deliverable]]) -> Iterator[Any]:
+        (rid, day), rows = element
+        table = deliverable_table(list(rows), aggregate=rid in self.aggregates)
+        path = Path(self.out) / rid / "data" / f"date={day}" / f"{self.run_id}.parquet"
+        write_parquet(
+            path, table, {"run_id": self.run_id, "policy_hash": self.policy_hash, "recipient": rid}
+        )
+        yield beam.pvalue.TaggedOutput(COUNTS, count(rid, "rows-delivered", table.num_rows))
+
+
+class WriteParquet(beam.PTransform):
+    """``OUT/<recipient>/data/date=YYYY-MM-DD/<run id>.parquet``: one file per recipient and day."""
+
+    def __init__(self, out: str, run_id: str, policy_hash: str, aggregates: frozenset[str]) -> None:
+        super().__init__()
+        self.args = (out, run_id, policy_hash, aggregates)
+
+    def expand(self, rows: Any) -> Any:
+        return (
+            rows
+            | "ByRecipientAndDay"
+            >> beam.FlatMap(
+                lambda r: [((r.recipient, day), part) for day, part in r.split_by_day()]
+            )
+            | "Group" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteDay(*self.args)).with_outputs(COUNTS, main="written")
+        )[COUNTS]
+
+
+def write_forward(item: Forwarded, out: str) -> tuple[tuple[str, str], int]:
+    atomic_write(Path(out) / item.recipient / "forward" / safe_name(item.message), item.data)
+    return count(item.recipient, "messages-relayed", 1)
+
+
+def write_dead_letters(out: str, run_id: str, letters: list[DeadLetter]) -> int:
+    import pyarrow as pa
+
+    from minimeter.pipeline.outputs import arrow_schema
+
+    letters = sorted(letters, key=lambda d: (d.message, d.stage))
+    table = pa.table(
+        {
+            "message": [d.message for d in letters],
+            "stage": [d.stage for d in letters],
+            "category": [d.category for d in letters],
+            "run_id": [run_id] * len(letters),
+        },
+        schema=arrow_schema("dead_letters"),
+    )
+    write_parquet(Path(out) / "_dead_letters" / f"{run_id}.parquet", table, {"run_id": run_id})
+    return len(letters)
+
+
+def write_counts(path: str, items: list[tuple[tuple[str, str], int]]) -> None:
+    import json
+
+    rows = sorted([[rid, reason, n] for (rid, reason), n in items])
+    atomic_write(Path(path), json.dumps(rows).encode())
+
+
+def counter_dict(items: Iterable[tuple[tuple[str, str], int]]) -> Counter[tuple[str, str]]:
+    c: Counter[tuple[str, str]] = Counter()
+    for key, n in items:
+        c[key] += n
+    return c
