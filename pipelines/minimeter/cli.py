@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on a small synthetic fleet")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
-    demo.set_defaults(handler=_demo)
+    demo.add_argument("--meters", type=int, default=100)
+    demo.add_argument("--days", type=int, default=7)
+    demo.set_defaults(handler=_demo, allow_extra=True)
     return parser
 
 
@@ -293,7 +295,9 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from minimeter.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(
+        Path(args.out), meters=args.meters, days=args.days, beam_args=tuple(args.beam_args)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

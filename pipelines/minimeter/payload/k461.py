@@ -125,9 +125,9 @@ _FORBIDDEN = re.compile(rb"<!(?i:doctype|entity)")
 def _parse_xml(xml: bytes) -> ET.Element:
     """Well-formed XML without a DTD, entity declarations or external references.
 
-    The document must use an ASCII-compatible encoding (no NUL bytes, so no UTF-16 that could
-    hide markup from the byte check); a DOCTYPE or ENTITY declaration anywhere refuses it; only
-    then does expat (C) build the tree. Without a DTD, expat rejects every entity reference
+    The document is read as UTF-8 (no NUL bytes, so no UTF-16 that could hide markup from the byte
+    check); a DOCTYPE or ENTITY declaration anywhere refuses it; only then does expat (C) build
+    the tree. Without a DTD, expat rejects every entity reference
     except the five predefined ones, so nothing can expand.
     """
     if b"\0" in xml:
@@ -135,9 +135,13 @@ def _parse_xml(xml: bytes) -> ET.Element:
     if _FORBIDDEN.search(xml):
         raise PayloadError("XML refused (DTD or entity declaration)")
     try:
-        return ET.fromstring(xml, parser=ET.XMLParser())
+        # The encoding is forced to UTF-8, whatever the document declares: a declared codec such as
+        # UTF-7 could otherwise smuggle markup past the byte check above.
+        return ET.fromstring(xml, parser=ET.XMLParser(encoding="utf-8"))
     except ET.ParseError as exc:
         raise PayloadError(f"not well-formed XML (line {exc.position[0]})") from None
+    except (LookupError, UnicodeError, ValueError):
+        raise PayloadError("not well-formed XML (encoding)") from None
 
 
 def _depth_ok(root: ET.Element, limit: int) -> bool:

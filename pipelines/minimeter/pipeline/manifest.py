@@ -60,7 +60,5 @@ def write_manifests(out: Path, ps: PolicySet, pki: Path, run_id: str) -> list[Ma
             data, OID_DATA, signer_key=key, signer_cert=cert, chain=chain, detached=True
         )
         atomic_write(base / "manifest.json.p7s", signature)
-        manifests.append(
-            Manifest(policy.id, manifest, digest_file(manifest), len(files), total)
-        )
+        manifests.append(Manifest(policy.id, manifest, digest_file(manifest), len(files), total))
     return manifests
