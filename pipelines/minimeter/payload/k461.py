@@ -145,21 +145,23 @@ def _parse_xml(xml: bytes) -> ET.Element:
 
 
 def _depth_ok(root: ET.Element, limit: int) -> bool:
-    """No element deeper than ``limit`` (only elements with children are visited)."""
-    stack = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth >= limit:
+    """No element deeper than ``limit`` (root = 1), walking level by level over parents only."""
+    parents = [root] if len(root) else []
+    depth = 1
+    while parents:
+        depth += 1  # the children of ``parents`` sit at this depth
+        if depth > limit:
             return False
-        stack.extend((child, depth + 1) for child in node if len(child))
+        parents = [child for node in parents for child in node if len(child)]
     return True
 
 
-def _iso_us(text: str) -> int:
-    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        raise ValueError("capture_time without a time zone")
-    return int(when.timestamp()) * 1_000_000 + when.microsecond
+def _times_us(texts: list[str]) -> np.ndarray:
+    """UTC ``YYYY-MM-DDThh:mm:ss[.f]Z`` strings to epoch microseconds (numpy parses them in C)."""
+    stripped = [t.strip() for t in texts]
+    if not all(t.endswith("Z") and "T" in t for t in stripped):
+        raise ValueError("capture_time must be UTC, written with Z")
+    return np.array([t[:-1] for t in stripped], dtype="datetime64[us]").astype(np.int64)
 
 
 def decode_profile(
@@ -220,7 +222,7 @@ def _column(column: ET.Element, obis: str, e: str, p: str) -> DecodedSeries:
         raise PayloadError(f"entries of {obis} miss a capture_time, value, scaler, unit or status")
     times_text, raw_text, scaler_text, unit_text, status_text = fields
     try:
-        times = [_iso_us(t) for t in times_text]
+        times = _times_us(times_text)
         scalers = {int(x) for x in scaler_text}
         raw = [int(x) for x in raw_text]
         units = {int(x) for x in unit_text}
@@ -235,7 +237,7 @@ def _column(column: ET.Element, obis: str, e: str, p: str) -> DecodedSeries:
     if not -9 <= scaler <= 9:
         raise PayloadError(f"scaler of {obis} is out of range")
     unit_code = units.pop() if units else 0
-    t = np.array(times, dtype=np.int64)
+    t = times
     order = np.argsort(t, kind="stable")
     t = t[order]
     if len(t) > 1 and (np.diff(t) == 0).any():
