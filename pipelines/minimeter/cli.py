@@ -177,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--run-id", default=None, metavar="ID")
     rn.set_defaults(handler=_run, allow_extra=True)
 
+    cf = commands.add_parser("conformance", help="re-check a run's outputs against its policies")
+    cf.add_argument("out", metavar="OUT")
+    cf.add_argument("--run-id", required=True, metavar="ID")
+    cf.add_argument("--policies", required=True, metavar="DIR")
+    cf.add_argument("--meters", required=True, metavar="FILE")
+    cf.set_defaults(handler=_conformance)
+
+    rp = commands.add_parser("report", help="the DPIA policy report of a run (HTML and Markdown)")
+    rp.add_argument("out", metavar="OUT")
+    rp.add_argument("--policies", default=None, metavar="DIR")
+    rp.add_argument("--run-id", default=None, metavar="ID", help="default: the latest run")
+    rp.add_argument(
+        "--raw",
+        default=None,
+        metavar="PARQUET",
+        help="raw readings (e.g. synth truth) to plot a sample meter against each delivery",
+    )
+    rp.add_argument(
+        "--pki", default=None, metavar="DIR", help="to recognise pseudonyms of the sample meter"
+    )
+    rp.set_defaults(handler=_report)
+
     demo = commands.add_parser("demo", help="run the main job on a small synthetic fleet")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
     demo.add_argument("--meters", type=int, default=100)
@@ -290,6 +312,66 @@ def _run(args: argparse.Namespace) -> int:
         **extra,  # type: ignore[arg-type]
     )
     return main_run(cfg)
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from minimeter.pipeline.audit import write_conformance
+    from minimeter.policy.check import require_valid
+    from minimeter.policy.load import load_policy_set
+    from minimeter.quality import as_of_datetime, check_and_quarantine
+
+    out = Path(args.out)
+    db = out / "_audit" / "audit.duckdb"
+    if not db.is_file():
+        raise ConfigError(f"{db}: no audit database", "input-unreadable")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        run = con.execute("SELECT as_of FROM runs WHERE run_id = ?", [args.run_id]).fetchone()
+        rows = dict(
+            con.execute(
+                "SELECT recipient, n FROM counts WHERE run_id = ? AND reason = 'rows-delivered'",
+                [args.run_id],
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    if run is None:
+        raise ConfigError(f"--run-id: no run {args.run_id!r} in {db}")
+    ps = require_valid(load_policy_set(args.policies))
+    outcome = check_and_quarantine(
+        out,
+        ps,
+        run_id=args.run_id,
+        expected_rows=rows,
+        meters=Path(args.meters),
+        as_of=as_of_datetime(run[0]),
+    )
+    write_conformance(out, args.run_id, outcome)
+    for r in outcome.results:
+        if not r.success:
+            print(f"{r.recipient}: {r.expectation} {r.column or ''}: {r.observed}")
+    if outcome.failed:
+        raise ConfigError(
+            f"{', '.join(outcome.failed)} moved to {out / '_quarantine'}", "conformance-failed"
+        )
+    print(f"conformance: {len(outcome.results)} expectations met for run {args.run_id}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from minimeter.report import write_report
+
+    paths = write_report(
+        Path(args.out),
+        policies=args.policies,
+        run_id=args.run_id,
+        raw=Path(args.raw) if args.raw else None,
+        pki=Path(args.pki) if args.pki else None,
+    )
+    print(f"report: {paths[0]} and {paths[1]}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -44,10 +44,20 @@ def run_demo(
         beam_args=beam_args,
     )
     status = main_run(cfg)
+    from minimeter.report import write_report
+
+    html_path, md_path = write_report(
+        cfg.out,
+        policies=cfg.policies,
+        run_id=cfg.run_id,
+        raw=fleet / "truth" / "readings.parquet",
+        pki=fleet / "pki",
+    )
     print(
         f"\nfleet and ground truth: {fleet}\nper-recipient datasets: {cfg.out}/<recipient>/data, "
         f"relayed messages: {cfg.out}/<recipient>/forward, signed manifests: "
         f"{cfg.out}/<recipient>/manifest.json(.p7s)\naudit: {cfg.out}/_audit/audit.duckdb\n"
+        f"DPIA policy report: {html_path} (and {md_path.name}); notebook: notebooks/auditor_walkthrough.ipynb\n"
         f"demo done in {time.perf_counter() - started:.1f} s"
     )
     return status

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow.parquet as pq
 
 from minimeter.policy.model import PolicySet
+from minimeter.quality import ConformanceOutcome
 
 if TYPE_CHECKING:
     from minimeter.pipeline.manifest import Manifest
@@ -27,10 +29,13 @@ CREATE TABLE IF NOT EXISTS policies (
   retention VARCHAR, identity VARCHAR, k_anonymity INTEGER, areas VARCHAR, supplier VARCHAR, file VARCHAR);
 CREATE TABLE IF NOT EXISTS manifests (
   run_id VARCHAR, recipient VARCHAR, path VARCHAR, sha256 VARCHAR, files INTEGER, rows BIGINT);
+CREATE TABLE IF NOT EXISTS conformance (
+  run_id VARCHAR, recipient VARCHAR, expectation VARCHAR, "column" VARCHAR, success BOOLEAN, observed VARCHAR);
+CREATE TABLE IF NOT EXISTS quarantine (run_id VARCHAR, recipient VARCHAR, path VARCHAR);
 CREATE OR REPLACE VIEW dead_letters_by_category AS
   SELECT run_id, stage, category, count(*) AS n FROM dead_letters GROUP BY ALL;
 """
-TABLES = ("runs", "counts", "dead_letters", "policies", "manifests")
+TABLES = ("runs", "counts", "dead_letters", "policies", "manifests", "conformance", "quarantine")
 
 
 def write_audit(
@@ -119,6 +124,35 @@ def write_audit(
                 for m in manifests
             ],
         )
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def write_conformance(out: Path, run_id: str, outcome: ConformanceOutcome) -> None:
+    """Replace a run's conformance results (also used when an auditor re-checks outputs)."""
+    con = duckdb.connect(str(out / "_audit" / "audit.duckdb"))
+    try:
+        con.execute("BEGIN")
+        con.execute(SCHEMA)
+        con.execute("DELETE FROM conformance WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM quarantine WHERE run_id = ?", [run_id])
+        if outcome.results:
+            con.executemany(
+                "INSERT INTO conformance VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    [run_id, r.recipient, r.expectation, r.column, r.success, r.observed]
+                    for r in outcome.results
+                ],
+            )
+        if outcome.quarantined:
+            con.executemany(
+                "INSERT INTO quarantine VALUES (?, ?, ?)",
+                [
+                    [run_id, rid, str(p.relative_to(out))]
+                    for rid, p in sorted(outcome.quarantined.items())
+                ],
+            )
         con.execute("COMMIT")
     finally:
         con.close()

@@ -33,6 +33,8 @@ def write_manifests(out: Path, ps: PolicySet, pki: Path, run_id: str) -> list[Ma
     manifests = []
     for policy in sorted(ps.policies, key=lambda p: p.id):
         base = out / policy.id
+        if (out / "_quarantine" / policy.id / run_id).exists():
+            continue  # quarantined outputs are not deliverable: no manifest
         files: list[dict[str, object]] = []
         total = 0
         for path in sorted(base.glob("data/date=*/*.parquet")) + sorted(base.glob("forward/*.cms")):

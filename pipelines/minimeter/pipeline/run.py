@@ -7,10 +7,11 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -29,6 +30,11 @@ PKI_FILES = (
     "pseudonymiser-chain.pem",
     "pseudonym-secret.key",
 )
+
+
+class ConformanceFailed(MinimeterError):
+    def __init__(self, detail: str) -> None:
+        super().__init__("conformance-failed", detail)
 
 
 class IncompleteRun(MinimeterError):
@@ -75,6 +81,8 @@ class RunResult:
     counts: dict[tuple[str, str], int]
     dead_by_category: dict[tuple[str, str], int]
     seconds: float
+    quarantined: tuple[str, ...] = ()
+    conformance_failures: tuple[str, ...] = ()
 
     @property
     def balanced(self) -> bool:
@@ -131,7 +139,7 @@ def run(cfg: RunConfig) -> RunResult:
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from minimeter.pipeline import stages
-    from minimeter.pipeline.audit import write_audit
+    from minimeter.pipeline.audit import write_audit, write_conformance
     from minimeter.pipeline.manifest import write_manifests
     from minimeter.registry import ConsentRegistry, MeterRegistry
 
@@ -216,11 +224,29 @@ def run(cfg: RunConfig) -> RunResult:
         ),
         seconds=time.perf_counter() - started,
     )
+    from minimeter.quality import check_and_quarantine
+
+    outcome = check_and_quarantine(
+        cfg.out,
+        ps,
+        run_id=cfg.run_id,
+        meters=cfg.meters,
+        as_of=as_of,
+        expected_rows={rid: n for (rid, reason), n in counts.items() if reason == "rows-delivered"},
+    )
     manifests = write_manifests(cfg.out, ps, cfg.pki, cfg.run_id)
     write_audit(
         cfg, ps, result, manifests, runner=runner, started_at=started_at, version=code_version()
     )
-    return result
+    write_conformance(cfg.out, cfg.run_id, outcome)
+    failures = tuple(
+        f"{r.recipient}: {r.expectation} {r.column or ''}: {r.observed}"
+        for r in outcome.results
+        if not r.success
+    )
+    return replace(
+        result, quarantined=tuple(sorted(outcome.quarantined)), conformance_failures=failures
+    )
 
 
 def summary(result: RunResult, ps: PolicySet) -> str:
@@ -256,6 +282,9 @@ def summary(result: RunResult, ps: PolicySet) -> str:
     for p in sorted(ps.policies, key=lambda p: p.id):
         vals = [result.counts.get((p.id, c), 0) for c in cols]
         lines.append(f"{p.id:26s} {p.delivery:11s} " + " ".join(f"{v:>10d}" for v in vals))
+    if result.quarantined:
+        lines.append("")
+        lines.append(f"QUARANTINED (failed conformance): {', '.join(result.quarantined)}")
     if result.dead_by_category:
         lines.append("")
         lines += [
@@ -272,6 +301,12 @@ def main_run(cfg: RunConfig) -> int:
     print(
         f"\noutputs in {cfg.out.resolve()} (audit: _audit/audit.duckdb, dead letters: _dead_letters/)"
     )
+    if result.quarantined:
+        for line in result.conformance_failures:
+            print(f"conformance failed: {line}", file=sys.stderr)
+        raise ConformanceFailed(
+            f"{', '.join(result.quarantined)} failed conformance; output moved to {cfg.out}/_quarantine/"
+        )
     if not result.balanced:
         raise IncompleteRun(
             f"{result.messages_in} messages in but {result.opened} opened + {result.forwarded} forwarded + "

@@ -1,0 +1,239 @@
+"""Conformance of written outputs, checked by Great Expectations suites generated from policies.
+
+For each recipient the suite checks, on the Parquet it received: OBIS codes in the allowed set;
+timestamps on the interval grid; consecutive timestamps per meter and OBIS at least
+``min_interval`` apart; no raw meter id (every id of meters.csv) and pseudonyms of the expected
+form; ``n_meters >= k`` for aggregates; nothing older than the retention horizon; the row count
+equal to the audit's count. Grid, spacing and age are computed as columns next to the data
+(``_aligned``, ``_gap_s``, ``_ts_s``) and the expectations test those columns: a tampered row
+changes them and fails the suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from minimeter.minimise import FIXED_WIDTH_US, US, horizon_us
+from minimeter.policy.model import Policy, PolicySet
+from minimeter.pseudonym import PSEUDONYM_PATTERN
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    recipient: str
+    expectation: str
+    column: str | None
+    success: bool
+    observed: str
+
+
+def read_output(out: Path, recipient: str) -> pd.DataFrame:
+    files = sorted((out / recipient / "data").glob("date=*/*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def _derived(df: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    df = df.copy()
+    ts_us = (df["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    interval = policy.min_interval.text
+    if interval == "P1M":
+        t = df["ts"]
+        df["_aligned"] = (
+            (t.dt.day == 1) & (t.dt.hour == 0) & (t.dt.minute == 0) & (t.dt.second == 0)
+        )
+        width_s = 28 * 86400
+    else:
+        width = FIXED_WIDTH_US[interval]
+        df["_aligned"] = (ts_us % width) == 0
+        width_s = width // US
+    keys = ["meter", "obis"] if "meter" in df.columns else ["area", "obis"]
+    ordered = df.assign(_us=ts_us).sort_values(keys + ["_us"])
+    gaps = ordered.groupby(keys, dropna=False)["_us"].diff() / US
+    df["_gap_s"] = gaps.reindex(df.index)
+    df["_ts_s"] = ts_us / US
+    df.attrs["width_s"] = width_s
+    return df
+
+
+def suite_for(
+    policy: Policy, *, expected_rows: int, raw_meters: list[str], as_of: datetime
+) -> list[Any]:
+    """The expectations one recipient's output must meet (Great Expectations objects)."""
+    gxe: Any = importlib.import_module("great_expectations.expectations")
+
+    exact = [s.text for s in policy.obis if s.is_exact]
+    if len(exact) == len(policy.obis):
+        obis: Any = gxe.ExpectColumnValuesToBeInSet(column="obis", value_set=exact)
+    else:
+        pattern = "|".join(
+            "^" + re.escape(s.text).replace(r"\*", r"\d{1,3}") + "$" for s in policy.obis
+        )
+        obis = gxe.ExpectColumnValuesToMatchRegex(column="obis", regex=pattern)
+    width_s = (
+        (28 * 86400)
+        if policy.min_interval.text == "P1M"
+        else FIXED_WIDTH_US[policy.min_interval.text] // US
+    )
+    expectations: list[Any] = [
+        gxe.ExpectTableRowCountToEqual(value=expected_rows),
+        obis,
+        gxe.ExpectColumnValuesToBeInSet(column="_aligned", value_set=[True]),
+        gxe.ExpectColumnValuesToBeBetween(column="_gap_s", min_value=width_s),
+        gxe.ExpectColumnValuesToBeBetween(column="_ts_s", min_value=horizon_us(policy, as_of) / US),
+        gxe.ExpectColumnValuesToNotBeNull(column="value"),
+    ]
+    if policy.delivery == "aggregate":
+        assert policy.k_anonymity is not None
+        expectations += [
+            gxe.ExpectColumnValuesToBeBetween(column="n_meters", min_value=policy.k_anonymity),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="area", value_set=list(policy.scope.areas or ())
+            ),
+        ]
+    elif policy.identity == "pseudonym":
+        expectations += [
+            gxe.ExpectColumnValuesToNotBeInSet(column="meter", value_set=raw_meters),
+            gxe.ExpectColumnValuesToMatchRegex(column="meter", regex=PSEUDONYM_PATTERN.pattern),
+        ]
+    elif policy.identity == "none":
+        expectations.append(gxe.ExpectColumnValuesToBeNull(column="meter"))
+    else:
+        expectations.append(gxe.ExpectColumnValuesToBeInSet(column="meter", value_set=raw_meters))
+    return expectations
+
+
+def _context() -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def check_recipient(
+    ctx: Any,
+    policy: Policy,
+    df: pd.DataFrame,
+    *,
+    expected_rows: int,
+    raw_meters: list[str],
+    as_of: datetime,
+) -> list[ExpectationResult]:
+    import great_expectations as gx
+
+    if df.empty:
+        columns = (
+            ["meter", "obis", "ts", "value", "unit"]
+            if policy.delivery != "aggregate"
+            else ["area", "obis", "ts", "value", "unit", "n_meters"]
+        )
+        df = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+        df["ts"] = pd.Series(dtype="datetime64[us, UTC]")
+    data = _derived(df, policy)
+    source = ctx.data_sources.add_pandas(f"out-{policy.id}")
+    batch_def = source.add_dataframe_asset(name=policy.id).add_batch_definition_whole_dataframe(
+        "all"
+    )
+    suite = ctx.suites.add(gx.ExpectationSuite(name=f"conformance-{policy.id}"))
+    for expectation in suite_for(
+        policy, expected_rows=expected_rows, raw_meters=raw_meters, as_of=as_of
+    ):
+        suite.add_expectation(expectation)
+    result = batch_def.get_batch(batch_parameters={"dataframe": data}).validate(suite)
+    out = []
+    for r in result.results:
+        cfg = r.expectation_config
+        observed = r.result.get("observed_value", r.result.get("unexpected_count", ""))
+        if "unexpected_count" in r.result:
+            observed = (
+                f"{r.result['unexpected_count']} unexpected of {r.result.get('element_count', '?')}"
+            )
+        out.append(
+            ExpectationResult(
+                policy.id, cfg.type, cfg.kwargs.get("column"), bool(r.success), str(observed)
+            )
+        )
+    return out
+
+
+def run_conformance(
+    out: Path,
+    ps: PolicySet,
+    *,
+    expected_rows: dict[str, int],
+    raw_meters: list[str],
+    as_of: datetime,
+) -> list[ExpectationResult]:
+    """Every non-forward recipient's suite on its written Parquet."""
+    ctx = _context()
+    results: list[ExpectationResult] = []
+    for policy in sorted(ps.policies, key=lambda p: p.id):
+        if policy.delivery == "cms-forward":
+            continue
+        results += check_recipient(
+            ctx,
+            policy,
+            read_output(out, policy.id),
+            expected_rows=expected_rows.get(policy.id, 0),
+            raw_meters=raw_meters,
+            as_of=as_of,
+        )
+    return results
+
+
+def quarantine(out: Path, recipient: str, run_id: str) -> Path:
+    """Move a recipient's whole output out of the deliverable tree: fail closed."""
+    target = out / "_quarantine" / recipient / run_id
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(out / recipient), str(target))
+    return target
+
+
+def as_of_datetime(day: Any) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ConformanceOutcome:
+    results: list[ExpectationResult]
+    quarantined: dict[str, Path]
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted({r.recipient for r in self.results if not r.success})
+
+
+def check_and_quarantine(
+    out: Path,
+    ps: PolicySet,
+    *,
+    run_id: str,
+    expected_rows: dict[str, int],
+    meters: Path,
+    as_of: datetime,
+) -> ConformanceOutcome:
+    """Run every suite; move each failing recipient's output to ``OUT/_quarantine/<recipient>/``."""
+    from minimeter.registry import MeterRegistry
+
+    raw = sorted(MeterRegistry.load(meters).meters)
+    results = run_conformance(out, ps, expected_rows=expected_rows, raw_meters=raw, as_of=as_of)
+    failed = sorted({r.recipient for r in results if not r.success})
+    moved = {rid: quarantine(out, rid, run_id) for rid in failed if (out / rid).exists()}
+    return ConformanceOutcome(results, moved)
