@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cms.py
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines tests benchmarks

@@ -217,16 +217,25 @@ class DecodePayload(beam.PTransform):
 # --- 4. ApplyPolicies ---------------------------------------------------------------------------
 
 
-class _Select(beam.DoFn):
-    """Per message and recipient: scope, consent, OBIS, retention."""
+class _Minimise(beam.DoFn):
+    """All of one meter's messages, every recipient: scope, consent, OBIS and retention per
+    message, then the sampling limit and identity over the meter's whole series. Aggregates go
+    on, keyed by area and interval, to be summed over meters."""
 
     def __init__(
-        self, policies: tuple[Policy, ...], meters: str, consent: str, as_of: datetime
+        self,
+        policies: tuple[Policy, ...],
+        *,
+        meters: str,
+        consent: str,
+        secret: str,
+        as_of: datetime,
     ) -> None:
-        self.policies, self.meters_path, self.consent_path, self.as_of = (
-            policies,
+        self.policies = policies
+        self.meters_path, self.consent_path, self.secret_path, self.as_of = (
             meters,
             consent,
+            secret,
             as_of,
         )
 
@@ -234,54 +243,42 @@ class _Select(beam.DoFn):
         self.meters = MeterRegistry.load(self.meters_path)
         self.consent = ConsentRegistry.load(self.consent_path)
         self.horizons = {p.id: horizon_us(p, self.as_of) for p in self.policies}
-
-    def process(self, element: DecodedMessage) -> Iterator[Any]:
-        profile = element.profile
-        info = self.meters.get(profile.meter)
-        for policy in self.policies:
-            kept, counts = select(policy, info, self.consent, profile, self.horizons[policy.id])
-            for reason, n in counts.items():
-                yield beam.pvalue.TaggedOutput(COUNTS, count(policy.id, reason, n))
-            if kept:
-                yield (policy.id, profile.meter), kept
-
-
-class _Deliver(beam.DoFn):
-    """Per recipient and meter: sampling limit, identity; aggregates go on to be summed."""
-
-    def __init__(self, policies: tuple[Policy, ...], secret: str, meters: str) -> None:
-        self.policies = {p.id: p for p in policies}
-        self.secret_path, self.meters_path = secret, meters
-
-    def setup(self) -> None:
         secret = Path(self.secret_path).read_bytes()
         self.keys = {
-            rid: recipient_key(secret, rid)
-            for rid, p in self.policies.items()
-            if p.identity == "pseudonym"
+            p.id: recipient_key(secret, p.id) for p in self.policies if p.identity == "pseudonym"
         }
-        self.meters = MeterRegistry.load(self.meters_path)
 
-    def process(
-        self, element: tuple[tuple[str, str], Iterable[list[DecodedSeries]]]
-    ) -> Iterator[Any]:
-        (rid, meter), batches = element
-        policy = self.policies[rid]
-        parts = [s for batch in batches for s in batch]
-        rows, coarse, counts = deliver_meter(policy, meter, parts, self.keys.get(rid))
-        for reason, n in counts.items():
-            yield beam.pvalue.TaggedOutput(COUNTS, count(rid, reason, n))
-        yield from rows
-        if coarse:
-            info = self.meters.get(meter)
-            assert info is not None  # in scope, so registered
-            for c in coarse:
-                for ts, value, readings in zip(
-                    c.ts_us.tolist(), c.value.tolist(), c.readings.tolist(), strict=True
-                ):
-                    yield beam.pvalue.TaggedOutput(
-                        AGGREGATE, ((rid, info.area, c.obis, c.unit, ts), (meter, value, readings))
-                    )
+    def process(self, element: tuple[str, Iterable[DecodedProfile]]) -> Iterator[Any]:
+        meter, grouped = element
+        profiles = list(grouped)
+        info = self.meters.get(meter)
+        for policy in self.policies:
+            counts: Counter[str] = Counter()
+            parts: list[DecodedSeries] = []
+            for profile in profiles:
+                kept, c = select(policy, info, self.consent, profile, self.horizons[policy.id])
+                counts.update(c)
+                parts += kept
+            if parts:
+                rows, coarse, c = deliver_meter(policy, meter, parts, self.keys.get(policy.id))
+                counts.update(c)
+                yield from rows
+                if coarse:
+                    assert info is not None  # in scope, so registered
+                    for part in coarse:
+                        for ts, value, readings in zip(
+                            part.ts_us.tolist(),
+                            part.value.tolist(),
+                            part.readings.tolist(),
+                            strict=True,
+                        ):
+                            key = (policy.id, info.area, part.obis, part.unit, ts)
+                            yield beam.pvalue.TaggedOutput(
+                                AGGREGATE, (key, (meter, value, readings))
+                            )
+            for reason, n in counts.items():
+                if n:
+                    yield beam.pvalue.TaggedOutput(COUNTS, count(policy.id, reason, n))
 
 
 class _Aggregate(beam.DoFn):
@@ -316,16 +313,20 @@ class ApplyPolicies(beam.PTransform):
         self.meters, self.consent, self.secret, self.as_of = meters, consent, secret, as_of
 
     def expand(self, decoded: Any) -> Any:
-        selected = decoded | "Select" >> beam.ParDo(
-            _Select(self.policies, self.meters, self.consent, self.as_of)
-        ).with_outputs(COUNTS, main="selected")
         delivered = (
-            selected.selected
-            | "ByRecipientAndMeter" >> beam.GroupByKey()
-            | "Deliver"
-            >> beam.ParDo(_Deliver(self.policies, self.secret, self.meters)).with_outputs(
-                AGGREGATE, COUNTS, main="rows"
-            )
+            decoded
+            | "ByMeter" >> beam.Map(lambda m: (m.profile.meter, m.profile))
+            | "GroupByMeter" >> beam.GroupByKey()
+            | "Minimise"
+            >> beam.ParDo(
+                _Minimise(
+                    self.policies,
+                    meters=self.meters,
+                    consent=self.consent,
+                    secret=self.secret,
+                    as_of=self.as_of,
+                )
+            ).with_outputs(AGGREGATE, COUNTS, main="rows")
         )
         aggregated = (
             delivered[AGGREGATE]
@@ -333,11 +334,7 @@ class ApplyPolicies(beam.PTransform):
             | "Aggregate" >> beam.ParDo(_Aggregate(self.policies)).with_outputs(COUNTS, main="rows")
         )
         rows = (delivered.rows, aggregated.rows) | "AllRows" >> beam.Flatten()
-        counts = (
-            selected[COUNTS],
-            delivered[COUNTS],
-            aggregated[COUNTS],
-        ) | "AllCounts" >> beam.Flatten()
+        counts = (delivered[COUNTS], aggregated[COUNTS]) | "AllCounts" >> beam.Flatten()
         return rows, counts
 
 
