@@ -382,3 +382,23 @@ def test_values_are_finite(run: Path, policies) -> None:  # noqa: ANN001
         df = read_recipient(run, rid)
         if len(df):
             assert np.isfinite(df["value"]).all()
+
+
+def test_dead_letters_never_name_a_meter(fleet: Path, tmp_path: Path) -> None:
+    """Gateways may name files after the meter; dead letters replace registered ids."""
+    copy = tmp_path / "fleet"
+    shutil.copytree(fleet, copy)
+    faults = pd.read_csv(copy / "faults.csv")
+    meter = pd.read_csv(copy / "meters.csv")["meter"].iloc[0]
+    victim = copy / faults["message"].iloc[0]
+    renamed = victim.with_name(f"{meter}.sm_data.xml.cms")
+    victim.rename(renamed)
+    out = tmp_path / "out"
+    proc = run_cli(copy, out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dead = pd.read_parquet(out / "_dead_letters" / "t1.parquet")
+    assert len(dead) == len(faults)
+    assert f"{renamed.parent.name}/<meter>.sm_data.xml.cms" in set(dead["message"])
+    assert meter.encode() not in (out / "_dead_letters" / "t1.parquet").read_bytes()
+    con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM dead_letters WHERE message LIKE ?", [f"%{meter}%"]).fetchone()[0] == 0

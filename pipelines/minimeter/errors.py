@@ -6,7 +6,7 @@ details never contain plaintext, key material, or raw gateway / meter identifier
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 CmsCategory = Literal[
     "malformed",
@@ -20,19 +20,7 @@ CmsCategory = Literal[
     "payload-too-large",
 ]
 
-CMS_CATEGORIES: Final[frozenset[str]] = frozenset(
-    {
-        "malformed",
-        "not-signed",
-        "not-encrypted",
-        "signature-invalid",
-        "untrusted-signer",
-        "not-a-recipient",
-        "decryption-failed",
-        "unsupported-algorithm",
-        "payload-too-large",
-    }
-)
+CMS_CATEGORIES: Final[frozenset[str]] = frozenset(get_args(CmsCategory))
 
 
 class MinimeterError(Exception):

@@ -117,10 +117,10 @@ def suite_for(
 
 
 def _context() -> Any:
+    import logging
+
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    import logging
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     ctx = gx.get_context(mode="ephemeral")

@@ -181,6 +181,7 @@ def run(cfg: RunConfig) -> RunResult:
             opened[stages.DEAD],
             decoded[stages.DEAD],
         ) | "DeadLetters" >> beam.Flatten()
+        dead = dead | "RedactNames" >> stages.RedactMeterIds(str(cfg.meters))
         dead_total = (
             dead
             | "AllDeadLetters" >> beam.combiners.ToList()

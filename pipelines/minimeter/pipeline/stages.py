@@ -8,6 +8,7 @@ FnApiRunner (one or several processes) and on portable runners with separate wor
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -377,6 +378,33 @@ class WriteParquet(beam.PTransform):
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_WriteDay(*self.args)).with_outputs(COUNTS, main="written")
         )[COUNTS]
+
+
+class _RedactMeterIds(beam.DoFn):
+    """Dead letters name the message file; a file name that carries a registered meter id (some
+    gateways name files ``<meter>.sm_data.xml.cms``) has that id replaced by ``<meter>``."""
+
+    def __init__(self, meters: str) -> None:
+        self.meters_path = meters
+
+    def setup(self) -> None:
+        self.meters = frozenset(MeterRegistry.load(self.meters_path).meters)
+
+    def process(self, letter: DeadLetter) -> Iterator[DeadLetter]:
+        parts = re.split(r"([^A-Za-z0-9]+)", letter.message)
+        if any(p in self.meters for p in parts):
+            name = "".join("<meter>" if p in self.meters else p for p in parts)
+            letter = DeadLetter(name, letter.stage, letter.category)
+        yield letter
+
+
+class RedactMeterIds(beam.PTransform):
+    def __init__(self, meters: str) -> None:
+        super().__init__()
+        self.meters = meters
+
+    def expand(self, letters: Any) -> Any:
+        return letters | "Redact" >> beam.ParDo(_RedactMeterIds(self.meters))
 
 
 def write_forward(item: Forwarded, out: str) -> tuple[tuple[str, str], int]:
