@@ -83,6 +83,8 @@ class RunResult:
     seconds: float
     quarantined: tuple[str, ...] = ()
     conformance_failures: tuple[str, ...] = ()
+    pipeline_seconds: float = 0.0
+    """The Beam job alone (without conformance, manifests and audit)."""
 
     @property
     def balanced(self) -> bool:
@@ -224,6 +226,7 @@ def run(cfg: RunConfig) -> RunResult:
             )
         ),
         seconds=time.perf_counter() - started,
+        pipeline_seconds=time.perf_counter() - started,
     )
     from minimeter.quality import check_and_quarantine
 
