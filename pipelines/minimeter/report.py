@@ -338,15 +338,18 @@ def _write(
             f"{p.jurisdiction}; delivery {p.delivery}; DPIA {p.dpia}."
         )
         if rule:
+            clauses = [
+                f"finest without consent {rule.min_interval.describe() if rule.min_interval else 'none'}",
+                *(f"consent {t.purpose} unlocks {t.min_interval.describe()}" for t in rule.consent),
+                f"retention ceiling {rule.max_retention.describe()}",
+                f"identity at most {rule.identity}",
+            ]
+            unconfirmed = (
+                f" Unconfirmed: {', '.join(rule.unconfirmed)}." if rule.unconfirmed else ""
+            )
             doc.p(
-                f"Baseline ({baseline.file if baseline else ''}, {rule.role}): finest without consent "
-                f"{rule.min_interval.describe() if rule.min_interval else 'none'}; "
-                + "; ".join(
-                    f"consent {t.purpose} unlocks {t.min_interval.describe()}" for t in rule.consent
-                )
-                + f"; retention ceiling {rule.max_retention.describe()}; identity at most {rule.identity}. "
-                f"Source: {rule.source}"
-                + (f" Unconfirmed: {', '.join(rule.unconfirmed)}." if rule.unconfirmed else "")
+                f"Baseline ({baseline.file if baseline else ''}, {rule.role}): {'; '.join(clauses)}. "
+                f"Source: {rule.source}{unconfirmed}"
             )
         doc.df(
             pd.DataFrame(
