@@ -249,7 +249,10 @@ def run(cfg: RunConfig) -> RunResult:
         if not r.success
     )
     return replace(
-        result, quarantined=tuple(sorted(outcome.quarantined)), conformance_failures=failures
+        result,
+        quarantined=tuple(sorted(outcome.quarantined)),
+        conformance_failures=failures,
+        seconds=time.perf_counter() - started,
     )
 
 

@@ -119,6 +119,8 @@ class ReadMessages(beam.PTransform):
             >> fileio.MatchFiles(
                 self.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
             )
+            | "Spread"
+            >> beam.Reshuffle()  # so that workers share the files (no fused single bundle)
             | "Open" >> fileio.ReadMatches()
             | "Read"
             >> beam.ParDo(_Read(self.base, self.max_size)).with_outputs(
