@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crypto-only loop:               {crypto:7.1f} messages/s")
         print(f"ratio 1 worker / crypto-only:   {rate1 / crypto:.2f} (target >= 0.8)")
         print(f"2-worker speed-up:              {rate2 / rate1:.2f} (target >= 1.8)")
+        if args.scale < 2:
+            return 0
         big = make_fleet(work / "big", args.meters * args.scale, args.days)
         large = run_once(big, work, "--direct_running_mode=in_memory")
         print(f"peak RSS 1x:  {one['peak_kib'] / 1024:7.0f} MiB ({int(one['messages'])} messages)")
