@@ -401,4 +401,9 @@ def test_dead_letters_never_name_a_meter(fleet: Path, tmp_path: Path) -> None:
     assert f"{renamed.parent.name}/<meter>.sm_data.xml.cms" in set(dead["message"])
     assert meter.encode() not in (out / "_dead_letters" / "t1.parquet").read_bytes()
     con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM dead_letters WHERE message LIKE ?", [f"%{meter}%"]).fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM dead_letters WHERE message LIKE ?", [f"%{meter}%"]
+        ).fetchone()[0]
+        == 0
+    )

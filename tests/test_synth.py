@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from minimeter.pipeline.run import PKI_FILES as RUN_PKI_FILES
 from minimeter.synth.fleet import METER_PATTERN
 from minimeter.synth.generate import FAULTS, SynthConfig, synthesize
 from minimeter.synth.load import daylight
@@ -20,16 +21,9 @@ from minimeter.synth.load import daylight
 from opensslkit import AUTH_ENVELOPED, Identity, decrypt, verify, wrap_content_info
 
 NS = {"p": "urn:k461-dke-de:profile_generic-1", "e": "urn:k461-dke-de:extension-1"}
-PKI_FILES = [
-    "trust-anchor.pem",
-    "intermediates.pem",
-    "hub-key.pem",
-    "hub-cert.pem",
-    "pseudonymiser-key.pem",
-    "pseudonymiser-cert.pem",
-    "pseudonymiser-chain.pem",
+PKI_FILES = [  # what minimeter run reads, plus the pseudonymiser root and the forward identity
+    *RUN_PKI_FILES,
     "pseudonymiser-root.pem",
-    "pseudonym-secret.key",
     "forward-de-supplier-forward-cert.pem",
     "forward-de-supplier-forward-key.pem",
 ]
