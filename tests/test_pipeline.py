@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pipeline_helpers import ROOT, read_recipient, run_cli
 
-from minimeter.pipeline.run import digest_file
+from minimeter.pipeline.outputs import digest_file
 from minimeter.policy.load import load_policy_set
 from minimeter.pseudonym import PSEUDONYM_PATTERN, pseudonym, recipient_key
 from minimeter.synth.generate import SynthConfig, synthesize

@@ -26,18 +26,6 @@ from minimeter.registry import ConsentRegistry, MeterInfo
 US = 1_000_000
 FIXED_WIDTH_US = {"PT15M": 900 * US, "PT30M": 1800 * US, "PT1H": 3600 * US, "P1D": 86400 * US}
 
-REASONS = (
-    "readings-in",
-    "dropped-scope",
-    "dropped-consent",
-    "dropped-obis",
-    "dropped-retention",
-    "dropped-incomplete",
-    "dropped-duplicate",
-    "suppressed-k",
-    "kept",
-)
-
 
 def in_scope(policy: Policy, info: MeterInfo | None) -> bool:
     """Habilitation: the recipient's jurisdiction, and its areas / its supplier's customers."""

@@ -55,17 +55,13 @@ def _derived(df: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         df["_aligned"] = (
             (t.dt.day == 1) & (t.dt.hour == 0) & (t.dt.minute == 0) & (t.dt.second == 0)
         )
-        width_s = 28 * 86400
     else:
-        width = FIXED_WIDTH_US[interval]
-        df["_aligned"] = (ts_us % width) == 0
-        width_s = width // US
+        df["_aligned"] = (ts_us % FIXED_WIDTH_US[interval]) == 0
     keys = ["meter", "obis"] if "meter" in df.columns else ["area", "obis"]
     ordered = df.assign(_us=ts_us).sort_values(keys + ["_us"])
     gaps = ordered.groupby(keys, dropna=False)["_us"].diff() / US
     df["_gap_s"] = gaps.reindex(df.index)
     df["_ts_s"] = ts_us / US
-    df.attrs["width_s"] = width_s
     return df
 
 

@@ -14,7 +14,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -437,4 +436,4 @@ def _write(
     return directory / "index.html", directory / "report.md"
 
 
-__all__: list[Any] = ["write_report"]
+__all__ = ["write_report"]

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from minimeter.cms import make_signed_data
 from minimeter.cms.signed import OID_DATA
 from minimeter.keys import load_certificates, load_private_key
-from minimeter.pipeline.outputs import atomic_write
+from minimeter.pipeline.outputs import atomic_write, digest_file
 from minimeter.policy.model import PolicySet
 
 
@@ -25,8 +25,6 @@ class Manifest:
 
 
 def write_manifests(out: Path, ps: PolicySet, pki: Path, run_id: str) -> list[Manifest]:
-    from minimeter.pipeline.run import digest_file
-
     key = load_private_key(pki / "pseudonymiser-key.pem")
     cert = load_certificates(pki / "pseudonymiser-cert.pem")[0]
     chain = tuple(load_certificates(pki / "pseudonymiser-chain.pem"))

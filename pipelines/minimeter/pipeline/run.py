@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import subprocess
@@ -320,11 +319,3 @@ def main_run(cfg: RunConfig) -> int:
             f"{result.dead_letters} dead letters"
         )
     return 0
-
-
-def digest_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
