@@ -211,20 +211,7 @@ class Deliverable:
         self.n_meters = n_meters
 
     def __reduce__(self) -> tuple[object, ...]:  # pickling between Beam stages
-        return (
-            _rebuild,
-            (
-                self.recipient,
-                self.meter,
-                self.area,
-                self.obis,
-                self.unit,
-                self.ts_us,
-                self.value,
-                self.value_max,
-                self.n_meters,
-            ),
-        )
+        return _rebuild, tuple(getattr(self, name) for name in self.__slots__)
 
     def __len__(self) -> int:
         return len(self.ts_us)
@@ -256,18 +243,7 @@ class Deliverable:
 
 
 def _rebuild(*fields: object) -> Deliverable:
-    names = (
-        "recipient",
-        "meter",
-        "area",
-        "obis",
-        "unit",
-        "ts_us",
-        "value",
-        "value_max",
-        "n_meters",
-    )
-    return Deliverable(_ISSUED, **dict(zip(names, fields, strict=True)))  # type: ignore[arg-type]
+    return Deliverable(_ISSUED, **dict(zip(Deliverable.__slots__, fields, strict=True)))  # type: ignore[arg-type]
 
 
 def identity_of(policy: Policy, meter: str, key: bytes | None) -> str | None:

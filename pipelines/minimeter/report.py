@@ -207,6 +207,17 @@ def _sample_plot(
     return buf.getvalue()
 
 
+def _run_figures(
+    fig: Figures, rid: str, columns: Sequence[tuple[str, str]]
+) -> list[tuple[str, str, str | None]]:
+    """(label, value, SQL) for columns of the ``runs`` row of the run ``rid`` (a quoted literal)."""
+    rows: list[tuple[str, str, str | None]] = []
+    for label, column in columns:
+        sql = f"SELECT {column} FROM runs WHERE run_id = {rid}"
+        rows.append((label, fig.value(label, sql), sql))
+    return rows
+
+
 def write_report(
     out: Path,
     *,
@@ -266,13 +277,10 @@ def _write(
     )
     doc.h(2, "Provenance")
     doc.kv(
-        [
-            (
-                label,
-                fig.value(label, f"SELECT {col} FROM runs WHERE run_id = {rid}"),
-                f"SELECT {col} FROM runs WHERE run_id = {rid}",
-            )
-            for label, col in [
+        _run_figures(
+            fig,
+            rid,
+            [
                 ("run id", "run_id"),
                 ("as-of date", "as_of"),
                 ("policy hash", "policy_hash"),
@@ -280,26 +288,23 @@ def _write(
                 ("runner", "runner"),
                 ("started", "started_at"),
                 ("finished", "finished_at"),
-            ]
-        ]
+            ],
+        )
     )
     doc.h(2, "Every message accounted for")
     doc.kv(
-        [
-            (
-                label,
-                fig.value(label, f"SELECT {col} FROM runs WHERE run_id = {rid}"),
-                f"SELECT {col} FROM runs WHERE run_id = {rid}",
-            )
-            for label, col in [
+        _run_figures(
+            fig,
+            rid,
+            [
                 ("messages in", "messages_in"),
                 ("opened and decoded", "opened"),
                 ("forwarded (re-signed, unread)", "forwarded"),
                 ("dead letters", "dead_letters"),
                 ("readings decoded", "readings"),
                 ("in = opened + forwarded + dead letters", "balanced"),
-            ]
-        ]
+            ],
+        )
     )
     doc.h(2, "Dead letters by category")
     sql = f"SELECT stage, category, n FROM dead_letters_by_category WHERE run_id = {rid} ORDER BY stage, category"

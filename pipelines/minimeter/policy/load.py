@@ -97,6 +97,11 @@ class _Reader:
             self.add(name, field, err.message)
         return None if errors else doc
 
+    def named_after(self, path: Path, field: str, value: str) -> None:
+        """A record's id must be its file's name (``<id>.yaml``)."""
+        if value != path.stem:
+            self.add(self.name(path), field, f"{value!r} differs from the file name {path.stem!r}")
+
     def duration(self, name: str, field: str, text: str) -> Duration | None:
         try:
             return Duration.parse(text)
@@ -152,8 +157,7 @@ def _policy(reader: _Reader, path: Path) -> Policy | None:
     if doc is None:
         return None
     name = reader.name(path)
-    if doc["id"] != path.stem:
-        reader.add(name, "id", f"{doc['id']!r} differs from the file name {path.stem!r}")
+    reader.named_after(path, "id", doc["id"])
     selectors = []
     for i, text in enumerate(doc["obis"]):
         try:
@@ -194,12 +198,7 @@ def _baseline(reader: _Reader, path: Path) -> Baseline | None:
     if doc is None:
         return None
     name = reader.name(path)
-    if doc["jurisdiction"] != path.stem:
-        reader.add(
-            name,
-            "jurisdiction",
-            f"{doc['jurisdiction']!r} differs from the file name {path.stem!r}",
-        )
+    reader.named_after(path, "jurisdiction", doc["jurisdiction"])
     rules = []
     for i, r in enumerate(doc["rules"]):
         interval = r["min_interval"]
@@ -235,8 +234,7 @@ def _dpia(reader: _Reader, path: Path) -> Dpia | None:
     if doc is None:
         return None
     name = reader.name(path)
-    if doc["id"] != path.stem:
-        reader.add(name, "id", f"{doc['id']!r} differs from the file name {path.stem!r}")
+    reader.named_after(path, "id", doc["id"])
     recipients = []
     for i, r in enumerate(doc["recipients"]):
         retention = reader.duration(name, f"recipients.{i}.retention", r["retention"])
