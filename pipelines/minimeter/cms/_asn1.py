@@ -3,7 +3,12 @@ and small helpers on top of asn1crypto's own parser."""
 
 from __future__ import annotations
 
+import functools
+
 from asn1crypto import cms, core, parser
+
+Octets = bytes | memoryview
+"""Bytes, or a read-only view into a message (large contents are not copied while reading)."""
 
 
 class EccCmsSharedInfo(core.Sequence):
@@ -31,6 +36,7 @@ PRIMITIVE = 0
 CONSTRUCTED = 1
 TAG_INTEGER = 2
 TAG_OID = 6
+TAG_OCTET_STRING = 4
 TAG_SEQUENCE = 16
 TAG_SET = 17
 
@@ -52,20 +58,50 @@ def as_set_of(contents: bytes) -> bytes:
     Signatures over signed attributes (RFC 5652 5.4) and the AAD of AuthEnvelopedData
     (RFC 5083 2.2) are computed over this encoding, not over the [n]-tagged one.
     """
-    return bytes(parser.emit(UNIVERSAL, CONSTRUCTED, TAG_SET, contents))
+    return tlv(UNIVERSAL, CONSTRUCTED, TAG_SET, contents)
 
 
-def outer_header(data: bytes) -> tuple[int, int, int, bytes]:
-    """Class, method, tag and contents of the first element of ``data``.
+class _Sized:
+    """Stands for content octets of a known length (asn1crypto's header encoder only takes len)."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+@functools.lru_cache(maxsize=1024)
+def header(class_: int, method: int, tag: int, length: int) -> bytes:
+    """Identifier and length octets for ``length`` bytes of content, encoded by asn1crypto."""
+    return bytes(parser._dump_header(class_, method, tag, _Sized(length)))
+
+
+def tlv(class_: int, method: int, tag: int, contents: bytes) -> bytes:
+    """A whole element: ``contents`` behind its header."""
+    return header(class_, method, tag, len(contents)) + contents
+
+
+def enclose(class_: int, method: int, tag: int, parts: list[Octets]) -> list[Octets]:
+    """``parts`` (the content octets, in pieces) behind their header: nesting without copying
+    the content at every level (a message's eContent is copied once, by the final join)."""
+    return [header(class_, method, tag, sum(map(len, parts))), *parts]
+
+
+def outer_header(data: bytes | memoryview) -> tuple[int, int, int, memoryview]:
+    """Class, method, tag and contents (a view, not a copy) of the first element of ``data``.
 
     asn1crypto checks the declared length against the data before slicing, so a length
     beyond the input is refused here without allocating for it.
     """
-    class_, method, tag, _header, contents, _trailer = parser.parse(data, strict=False)
+    view = memoryview(data)
+    (class_, method, tag, _header, contents, _trailer), _end = parser._parse(view, len(view))
     return class_, method, tag, contents
 
 
-def first_child_tag(sequence_contents: bytes) -> tuple[int, int]:
+def first_child_tag(sequence_contents: bytes | memoryview) -> tuple[int, int]:
     """(class, tag) of the first element inside a SEQUENCE's content octets."""
     class_, _method, tag, _contents = outer_header(sequence_contents)
     return class_, tag

@@ -16,7 +16,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from minimeter.cms._asn1 import GcmParameters, present
+from minimeter.cms._asn1 import GcmParameters
+from minimeter.cms._read import read_gcm_parameters
 from minimeter.errors import CmsError
 
 # --- digests -----------------------------------------------------------------------------------
@@ -116,8 +117,9 @@ KEY_WRAP_OIDS: dict[int, str] = {size: oid for oid, size in KEY_WRAPS.items()}
 
 # --- content encryption ------------------------------------------------------------------------
 
-Decryptor = Callable[[bytes, core.Asn1Value | None, bytes, bytes | None, bytes], bytes]
-"""(content key, parameters, ciphertext, mac or None, additional authenticated data) -> plaintext."""
+Decryptor = Callable[[bytes, bytes | None, bytes | memoryview, bytes | None, bytes], bytes]
+"""(content key, DER of the parameters or None, ciphertext, mac or None, additional authenticated
+data) -> plaintext."""
 
 Encryptor = Callable[[bytes, bytes], tuple[core.Asn1Value, bytes, bytes | None]]
 """(content key, plaintext) -> (parameters, ciphertext, mac or None)."""
@@ -162,13 +164,11 @@ def content_cipher_by_name(name: str) -> ContentCipher:
 
 
 def _gcm_decrypt(
-    key: bytes, params: core.Asn1Value | None, ciphertext: bytes, mac: bytes | None, aad: bytes
+    key: bytes, params: bytes | None, ciphertext: bytes | memoryview, mac: bytes | None, aad: bytes
 ) -> bytes:
-    if params is None or not present(params) or mac is None:
+    if params is None or mac is None:
         raise CmsError("malformed", "AES-GCM without parameters or authentication tag")
-    gcm = GcmParameters.load(params.dump())
-    nonce = gcm["nonce"].native
-    icv_len = gcm["icv_len"].native
+    nonce, icv_len = read_gcm_parameters(params)
     if icv_len not in (12, 13, 14, 15, 16) or len(mac) != icv_len:
         raise CmsError("malformed", "AES-GCM tag length does not match its parameters")
     if not 8 <= len(nonce) <= 128:
@@ -192,11 +192,11 @@ def _gcm_encrypt(key: bytes, plaintext: bytes) -> tuple[core.Asn1Value, bytes, b
 
 
 def _cbc_decrypt(
-    key: bytes, params: core.Asn1Value | None, ciphertext: bytes, mac: bytes | None, aad: bytes
+    key: bytes, params: bytes | None, ciphertext: bytes | memoryview, mac: bytes | None, aad: bytes
 ) -> bytes:
-    if params is None or not present(params):
+    if params is None:
         raise CmsError("malformed", "AES-CBC without an IV")
-    iv = core.OctetString.load(params.dump()).native
+    iv = core.OctetString.load(params).native
     if len(iv) != 16 or len(ciphertext) % 16 or not ciphertext:
         raise CmsError("malformed", "AES-CBC IV or ciphertext length is wrong")
     decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()

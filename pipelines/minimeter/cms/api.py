@@ -23,7 +23,7 @@ from minimeter.cms.signed import (
     SignerKey,
     VerifiedSignedData,
     make_signed_data,
-    read_content_info,
+    read_signed_parts,
     verify_signed_data,
 )
 from minimeter.cms.trust import TrustStore
@@ -51,7 +51,7 @@ def verify_message(
     data: bytes, *, trust: TrustStore, at: datetime | None = None, max_size: int = DEFAULT_MAX_SIZE
 ) -> VerifiedSignedData:
     """Verify the gateway's signature; the eContent must be an envelope (fail closed)."""
-    verified = verify_signed_data(read_content_info(data, max_size=max_size), trust=trust, at=at)
+    verified = verify_signed_data(read_signed_parts(data, max_size=max_size), trust=trust, at=at)
     if verified.econtent_type not in ENVELOPE_TYPES:
         raise CmsError(
             "not-encrypted", f"signed content {verified.econtent_type} is not an encrypted envelope"

@@ -31,13 +31,23 @@ from minimeter.cms._asn1 import (
     TAG_SEQUENCE,
     UNIVERSAL,
     EccCmsSharedInfo,
-    as_set_of,
+    Octets,
     first_child_tag,
     outer_header,
-    present,
     same_name,
 )
-from minimeter.cms.signed import OID_AUTH_ENVELOPED_DATA, OID_DATA, OID_ENVELOPED_DATA
+from minimeter.cms._memo import IdentityMemo
+from minimeter.cms._read import (
+    OID_AUTH_ENVELOPED_DATA,
+    OID_ENVELOPED_DATA,
+    EnvelopeParts,
+    KariParts,
+    KtriParts,
+    RecipientParts,
+    read_envelope,
+    read_envelope_fast,
+)
+from minimeter.cms.signed import OID_DATA
 from minimeter.errors import CmsError
 
 RecipientKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -78,7 +88,7 @@ def _identity(cert: x509.Certificate) -> _OurIdentity:
     return _OurIdentity(a_cert.issuer, a_cert.serial_number, a_cert.key_identifier)
 
 
-def unwrap_envelope(econtent: bytes, econtent_type: str) -> tuple[bytes, bool]:
+def unwrap_envelope(econtent: Octets, econtent_type: str) -> tuple[Octets, bool]:
     """The bare (Auth)EnvelopedData DER inside an eContent, and whether it was ContentInfo-wrapped.
 
     RFC 5652 puts the bare structure in eContent; ``openssl cms -sign`` of an encrypted file puts
@@ -98,9 +108,10 @@ def unwrap_envelope(econtent: bytes, econtent_type: str) -> tuple[bytes, bool]:
         return econtent, False
     if child_class == UNIVERSAL and child_tag == TAG_OID:
         try:
-            info = cms.ContentInfo.load(econtent, strict=True)
+            info = cms.ContentInfo.load(bytes(econtent), strict=True)
             inner_type = info["content_type"].dotted
-            explicit = contents[parser.peek(contents) :]
+            inner = bytes(contents)
+            explicit = inner[parser.peek(inner) :]
             ctx_class, _m, ctx_tag, bare = outer_header(explicit)
             if ctx_class != CONTEXT or ctx_tag != 0 or len(explicit) != parser.peek(explicit):
                 raise CmsError("malformed", "wrapped envelope has no [0] content")
@@ -115,159 +126,148 @@ def unwrap_envelope(econtent: bytes, econtent_type: str) -> tuple[bytes, bool]:
 
 
 def decrypt_envelope(
-    envelope_der: bytes,
+    envelope_der: Octets,
     envelope_type: str,
     *,
     recipient_key: RecipientKey,
     recipient_cert: x509.Certificate,
 ) -> DecryptedContent:
     """Decrypt a bare EnvelopedData / AuthEnvelopedData for our certificate and key."""
-    try:
-        if envelope_type == OID_AUTH_ENVELOPED_DATA:
-            env: core.Sequence = cms.AuthEnvelopedData.load(envelope_der, strict=True)
-            eci = env["auth_encrypted_content_info"]
-            mac: bytes | None = env["mac"].native
-            auth_attrs = env["auth_attrs"]
-            aad = as_set_of(auth_attrs.contents) if present(auth_attrs) else b""
-        elif envelope_type == OID_ENVELOPED_DATA:
-            env = cms.EnvelopedData.load(envelope_der, strict=True)
-            eci = env["encrypted_content_info"]
-            mac, aad = None, b""
-        else:
-            raise CmsError("not-encrypted", f"eContentType {envelope_type} is not an envelope")
-        recipient_infos = list(env["recipient_infos"])
-        content_type = eci["content_type"].dotted
-        cipher_oid = eci["content_encryption_algorithm"]["algorithm"].dotted
-        cipher_params = eci["content_encryption_algorithm"]["parameters"]
-        encrypted = eci["encrypted_content"]
-        ciphertext = encrypted.native if present(encrypted) else None
-    except CmsError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
-        raise CmsError("malformed", "envelope structure is invalid") from None
-    if ciphertext is None:
+    parts = _parts(envelope_der, envelope_type)
+    if parts.ciphertext is None:
         raise CmsError("malformed", "envelope has no encrypted content (detached)")
-    cipher = alg.content_cipher(cipher_oid)
+    cipher = alg.content_cipher(parts.cipher)
     if cipher.aead != (envelope_type == OID_AUTH_ENVELOPED_DATA):
         raise CmsError(
             "unsupported-algorithm",
             f"{cipher.name} cannot be used in this envelope type",
         )
-    me = _identity(recipient_cert)
-    matched, cek = _recover_content_key(recipient_infos, me, recipient_key)
+    matched, cek = _recover_content_key(parts.recipients, recipient_cert, recipient_key)
     if len(cek) != cipher.key_size:
         raise CmsError("decryption-failed", "content key length does not fit the cipher")
     assert cipher.decrypt is not None  # content_cipher() guarantees it
     try:
-        plaintext = cipher.decrypt(cek, cipher_params, ciphertext, mac, aad)
+        plaintext = cipher.decrypt(cek, parts.cipher_params, parts.ciphertext, parts.mac, parts.aad)
     except CmsError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError):
         raise CmsError("malformed", f"{cipher.name} parameters are invalid") from None
-    return DecryptedContent(plaintext, content_type, cipher.name, matched)
+    return DecryptedContent(plaintext, parts.content_type, cipher.name, matched)
+
+
+def _parts(envelope_der: Octets, envelope_type: str) -> EnvelopeParts:
+    """The fast reader for the usual shape, else asn1crypto's classes (which name problems)."""
+    return read_envelope_fast(envelope_der, envelope_type) or read_envelope(
+        envelope_der, envelope_type
+    )
 
 
 def addressed_to(
-    envelope_der: bytes, envelope_type: str, certs: Sequence[x509.Certificate]
+    envelope_der: Octets, envelope_type: str, certs: Sequence[x509.Certificate]
 ) -> list[int]:
     """Indices of ``certs`` that some recipient entry of the envelope names (no decryption)."""
-    try:
-        spec = (
-            cms.AuthEnvelopedData if envelope_type == OID_AUTH_ENVELOPED_DATA else cms.EnvelopedData
-        )
-        infos = list(spec.load(envelope_der, strict=True)["recipient_infos"])
-        rids = []
-        for info in infos:
-            if info.name == "kari":
-                rids += [(rek["rid"], True) for rek in info.chosen["recipient_encrypted_keys"]]
-            elif info.name == "ktri":
-                rids.append((info.chosen["rid"], False))
-        identities = [_identity(c) for c in certs]
-        return [
-            i for i, me in enumerate(identities) if any(_matches(r, me, kari=k) for r, k in rids)
-        ]
-    except CmsError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        raise CmsError("malformed", "envelope structure is invalid") from None
+    rids: list[tuple[bytes, bool]] = []
+    for recipient in _parts(envelope_der, envelope_type).recipients:
+        if isinstance(recipient, KariParts):
+            rids += [(rid, True) for rid, _key in recipient.keys]
+        elif isinstance(recipient, KtriParts):
+            rids.append((recipient.rid, False))
+    return [i for i, cert in enumerate(certs) if any(_matches(r, cert, kari=k) for r, k in rids)]
 
 
 def _recover_content_key(
-    recipient_infos: Sequence[cms.RecipientInfo], me: _OurIdentity, key: RecipientKey
+    recipients: Sequence[RecipientParts], cert: x509.Certificate, key: RecipientKey
 ) -> tuple[MatchedRecipient, bytes]:
-    try:
-        for index, info in enumerate(recipient_infos):
-            if info.name == "kari":
-                kari = info.chosen
-                for key_index, rek in enumerate(kari["recipient_encrypted_keys"]):
-                    ident = _matches(rek["rid"], me, kari=True)
-                    if ident is not None:
-                        matched = MatchedRecipient(index, "kari", ident, key_index)
-                        return matched, _kari_unwrap(kari, rek["encrypted_key"].native, key)
-            elif info.name == "ktri":
-                ktri = info.chosen
-                ident = _matches(ktri["rid"], me, kari=False)
+    for index, recipient in enumerate(recipients):
+        if isinstance(recipient, KariParts):
+            for key_index, (rid, wrapped) in enumerate(recipient.keys):
+                ident = _matches(rid, cert, kari=True)
                 if ident is not None:
-                    return MatchedRecipient(index, "ktri", ident), _ktri_decrypt(ktri, key)
-    except CmsError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        raise CmsError("malformed", "a RecipientInfo is invalid") from None
+                    matched = MatchedRecipient(index, "kari", ident, key_index)
+                    return matched, _kari_unwrap(recipient, wrapped, key)
+        elif isinstance(recipient, KtriParts):
+            ident = _matches(recipient.rid, cert, kari=False)
+            if ident is not None:
+                return MatchedRecipient(index, "ktri", ident), _ktri_decrypt(recipient, key)
     raise CmsError("not-a-recipient", "no recipient entry matches our certificate")
 
 
-def _matches(rid: core.Choice, me: _OurIdentity, *, kari: bool) -> IdentifierKind | None:
-    if rid.name == "issuer_and_serial_number":
-        chosen = rid.chosen
-        if chosen["serial_number"].native == me.serial and same_name(chosen["issuer"], me.issuer):
-            return "issuer-and-serial"
-        return None
-    ski = rid.chosen["subject_key_identifier"].native if kari else rid.chosen.native
+_MATCHES: IdentityMemo[IdentifierKind | None] = IdentityMemo()
+
+
+def _matches(rid_der: bytes, cert: x509.Certificate, *, kari: bool) -> IdentifierKind | None:
+    """Whether a recipient identifier names ``cert``, and how (remembered: fleets repeat)."""
+    return _MATCHES.get((rid_der, kari), (cert,), lambda: _compare_rid(rid_der, cert, kari=kari))
+
+
+def _compare_rid(rid_der: bytes, cert: x509.Certificate, *, kari: bool) -> IdentifierKind | None:
+    try:
+        spec = cms.KeyAgreementRecipientIdentifier if kari else cms.RecipientIdentifier
+        rid = spec.load(rid_der)
+        me = _identity(cert)
+        if rid.name == "issuer_and_serial_number":
+            chosen = rid.chosen
+            if chosen["serial_number"].native == me.serial and same_name(
+                chosen["issuer"], me.issuer
+            ):
+                return "issuer-and-serial"
+            return None
+        ski = rid.chosen["subject_key_identifier"].native if kari else rid.chosen.native
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise CmsError("malformed", "a RecipientInfo is invalid") from None
     if me.ski is not None and ski == me.ski:
         return "subject-key-identifier"
     return None
 
 
-def _kari_unwrap(kari: cms.KeyAgreeRecipientInfo, wrapped: bytes, key: RecipientKey) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _key_wrap(wrap_der: bytes) -> tuple[str, int | None]:
+    """(OID, key-encryption-key size or None when unsupported) of a key-wrap algorithm."""
+    try:
+        wrap_oid = cms.KeyEncryptionAlgorithm.load(wrap_der)["algorithm"].dotted
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise CmsError("malformed", "the key-wrap algorithm is invalid") from None
+    return wrap_oid, alg.KEY_WRAPS.get(wrap_oid)
+
+
+@functools.lru_cache(maxsize=64)
+def _curve_name(oid: str) -> str | None:
+    try:
+        return ec.get_curve_for_oid(x509.ObjectIdentifier(oid))().name
+    except (LookupError, ValueError):
+        return None
+
+
+def _kari_unwrap(kari: KariParts, wrapped: bytes, key: RecipientKey) -> bytes:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CmsError("decryption-failed", "key agreement entry but our key is not an EC key")
-    scheme = kari["key_encryption_algorithm"]["algorithm"].dotted
-    kdf_hash = alg.ECDH_SCHEMES.get(scheme)
+    kdf_hash = alg.ECDH_SCHEMES.get(kari.scheme)
     if kdf_hash is None:
-        name = alg.KNOWN_UNSUPPORTED_KEY_AGREEMENT.get(scheme, scheme)
+        name = alg.KNOWN_UNSUPPORTED_KEY_AGREEMENT.get(kari.scheme, kari.scheme)
         raise CmsError("unsupported-algorithm", f"key agreement {name} is not supported")
-    wrap_any = kari["key_encryption_algorithm"]["parameters"]
-    if not present(wrap_any) or isinstance(wrap_any, core.Null):
+    if kari.wrap is None:
         raise CmsError("malformed", "key agreement without a key-wrap algorithm")
-    wrap_der = wrap_any.dump()
-    wrap_oid = cms.KeyEncryptionAlgorithm.load(wrap_der)["algorithm"].dotted
-    kek_size = alg.KEY_WRAPS.get(wrap_oid)
+    wrap_oid, kek_size = _key_wrap(kari.wrap)
     if kek_size is None:
         raise CmsError("unsupported-algorithm", f"key wrap {wrap_oid} is not supported")
-    originator = kari["originator"]
-    if originator.name != "originator_key":
+    if kari.originator != "originator_key":
         raise CmsError("unsupported-algorithm", "static-static ECDH (originator certificate)")
-    orig_key = originator.chosen
-    if orig_key["algorithm"]["algorithm"].dotted != alg.OID_EC_PUBLIC_KEY:
+    if kari.key_algorithm != alg.OID_EC_PUBLIC_KEY or kari.point is None:
         raise CmsError("unsupported-algorithm", "originator key is not an EC public key")
-    curve_param = orig_key["algorithm"]["parameters"]
-    if present(curve_param) and curve_param.name == "named":
-        try:
-            named = ec.get_curve_for_oid(x509.ObjectIdentifier(curve_param.chosen.dotted))
-        except LookupError:
-            raise CmsError("unsupported-algorithm", "originator key curve is unknown") from None
-        if named().name != key.curve.name:
+    if kari.curve is not None:
+        named = _curve_name(kari.curve)
+        if named is None:
+            raise CmsError("unsupported-algorithm", "originator key curve is unknown")
+        if named != key.curve.name:
             raise CmsError("decryption-failed", "originator key is on another curve than ours")
-    point = bytes(orig_key["public_key"])
     try:
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, point)
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, kari.point)
         shared = key.exchange(ec.ECDH(), peer)
     except (ValueError, UnsupportedAlgorithm):
         raise CmsError(
             "decryption-failed", "originator public key is not a point on our curve"
         ) from None
-    ukm = kari["ukm"].native if present(kari["ukm"]) else None
-    kek = _derive_kek(shared, kdf_hash(), wrap_der, kek_size, ukm)
+    kek = _derive_kek(shared, kdf_hash(), kari.wrap, kek_size, kari.ukm)
     try:
         return aes_key_unwrap(kek, wrapped)
     except (InvalidUnwrap, ValueError):
@@ -277,29 +277,40 @@ def _kari_unwrap(kari: cms.KeyAgreeRecipientInfo, wrapped: bytes, key: Recipient
 def _derive_kek(
     shared: bytes, kdf_hash: hashes.HashAlgorithm, wrap_der: bytes, kek_size: int, ukm: bytes | None
 ) -> bytes:
-    info = {"key_info": core.Any.load(wrap_der), "supp_pub_info": (kek_size * 8).to_bytes(4, "big")}
-    if ukm is not None:
-        info["entity_u_info"] = ukm
-    shared_info = EccCmsSharedInfo(info).dump()
+    shared_info = _shared_info(wrap_der, kek_size, ukm)
     return X963KDF(algorithm=kdf_hash, length=kek_size, sharedinfo=shared_info).derive(shared)
 
 
-def _ktri_decrypt(ktri: cms.KeyTransRecipientInfo, key: RecipientKey) -> bytes:
+@functools.lru_cache(maxsize=256)
+def _shared_info(wrap_der: bytes, kek_size: int, ukm: bytes | None) -> bytes:
+    """DER of the ECC-CMS-SharedInfo (RFC 5753 7.2) the KDF takes."""
+    info = {"key_info": core.Any.load(wrap_der), "supp_pub_info": (kek_size * 8).to_bytes(4, "big")}
+    if ukm is not None:
+        info["entity_u_info"] = ukm
+    return bytes(EccCmsSharedInfo(info).dump())
+
+
+def _ktri_decrypt(ktri: KtriParts, key: RecipientKey) -> bytes:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CmsError("decryption-failed", "key transport entry but our key is not an RSA key")
-    kea = ktri["key_encryption_algorithm"]
-    oid = kea["algorithm"].dotted
-    wrapped = ktri["encrypted_key"].native
+    try:
+        kea = cms.KeyEncryptionAlgorithm.load(ktri.algorithm)
+        oid = kea["algorithm"].dotted
+        if oid == alg.OID_RSAES_OAEP:
+            params = kea["parameters"]
+            hash_oid = params["hash_algorithm"]["algorithm"].dotted
+            mgf = params["mask_gen_algorithm"]
+            mgf_oid = mgf["algorithm"].dotted
+            mgf_hash_oid = mgf["parameters"]["algorithm"].dotted
+            label = params["p_source_algorithm"]["parameters"].native or None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise CmsError("malformed", "a RecipientInfo is invalid") from None
+    wrapped = ktri.encrypted_key
     if oid == alg.OID_RSA_ENCRYPTION:
         pad: padding.AsymmetricPadding = padding.PKCS1v15()
     elif oid == alg.OID_RSAES_OAEP:
-        params = kea["parameters"]
-        hash_oid = params["hash_algorithm"]["algorithm"].dotted
-        mgf = params["mask_gen_algorithm"]
-        if mgf["algorithm"].dotted != "1.2.840.113549.1.1.8":
+        if mgf_oid != "1.2.840.113549.1.1.8":
             raise CmsError("unsupported-algorithm", "RSAES-OAEP mask generation is not MGF1")
-        mgf_hash_oid = mgf["parameters"]["algorithm"].dotted
-        label = params["p_source_algorithm"]["parameters"].native or None
         if hash_oid not in alg.DIGESTS or mgf_hash_oid not in alg.DIGESTS:
             raise CmsError("unsupported-algorithm", "RSAES-OAEP digest is not supported")
         pad = padding.OAEP(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from asn1crypto import algos, cms, core, parser, pem
+from asn1crypto import algos, cms, core, pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -19,14 +20,27 @@ from minimeter.cms import algorithms as alg
 from minimeter.cms._asn1 import (
     CONSTRUCTED,
     CONTEXT,
+    PRIMITIVE,
+    TAG_OCTET_STRING,
     TAG_SEQUENCE,
     UNIVERSAL,
+    Octets,
     OpaqueContentInfo,
-    OpaqueSignedData,
     as_set_of,
+    enclose,
     outer_header,
     present,
     same_name,
+    tlv,
+)
+from minimeter.cms._memo import IdentityMemo
+from minimeter.cms._read import (
+    OID_AUTH_ENVELOPED_DATA,
+    OID_ENVELOPED_DATA,
+    OID_SIGNED_DATA,
+    SignedParts,
+    read_signed,
+    read_signed_fast,
 )
 from minimeter.cms.trust import TrustStore
 from minimeter.errors import CmsError
@@ -34,9 +48,6 @@ from minimeter.errors import CmsError
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 
 OID_DATA = "1.2.840.113549.1.7.1"
-OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
-OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
-OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
 ENVELOPE_TYPES = frozenset({OID_ENVELOPED_DATA, OID_AUTH_ENVELOPED_DATA})
 
 SignerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -47,7 +58,7 @@ class VerifiedSignedData:
     """A SignedData whose single signature verified under a trusted path."""
 
     econtent_type: str
-    econtent: bytes
+    econtent: Octets
     signer: x509.Certificate
     path: tuple[x509.Certificate, ...]
     signing_time: datetime
@@ -55,8 +66,8 @@ class VerifiedSignedData:
     """Digests of ``econtent`` already computed while verifying (name, value)."""
 
 
-def read_content_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> OpaqueContentInfo:
-    """Parse DER or PEM (``CMS`` / ``PKCS7`` armour) into a ContentInfo, size-capped."""
+def message_der(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """The DER of a message given as DER or PEM (``CMS`` / ``PKCS7`` armour), size-capped."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CmsError("malformed", "input is not bytes")
     data = bytes(data)
@@ -72,6 +83,15 @@ def read_content_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Opaqu
             raise CmsError("malformed", "PEM armour is broken") from None
         if armour not in ("CMS", "PKCS7"):
             raise CmsError("malformed", f"PEM block {armour!r} is not CMS or PKCS7")
+    return data
+
+
+def read_content_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> OpaqueContentInfo:
+    """Parse DER or PEM (``CMS`` / ``PKCS7`` armour) into a ContentInfo, size-capped."""
+    return _content_info(message_der(data, max_size=max_size))
+
+
+def _content_info(data: bytes) -> OpaqueContentInfo:
     try:
         class_, _method, tag, _contents = outer_header(data)
         if class_ != UNIVERSAL or tag != TAG_SEQUENCE:
@@ -86,65 +106,51 @@ def read_content_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Opaqu
     return info
 
 
+def read_signed_parts(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SignedParts:
+    """The parts of a message's SignedData: the fast reader for the usual shape, else
+    asn1crypto's classes (which decide, and name, every problem)."""
+    der = message_der(data, max_size=max_size)
+    return read_signed_fast(der) or read_signed(_content_info(der))
+
+
 def verify_signed_data(
-    info: OpaqueContentInfo, *, trust: TrustStore, at: datetime | None = None
+    parts: SignedParts, *, trust: TrustStore, at: datetime | None = None
 ) -> VerifiedSignedData:
     """Verify the one SignerInfo of a SignedData and its certification path."""
-    content_type = info["content_type"].dotted
-    if content_type != OID_SIGNED_DATA:
-        raise CmsError("not-signed", f"content type {content_type} is not SignedData")
-    try:
-        signed = info["content"]
-        if not isinstance(signed, OpaqueSignedData):
-            raise CmsError("malformed", "SignedData has no content")
-        eci = signed["encap_content_info"]
-        econtent_type = eci["content_type"].dotted
-        content = eci["content"]
-        if not present(content):
-            raise CmsError("malformed", "detached signature: no encapsulated content")
-        econtent = content.contents if content.method == 0 else bytes(content)
-        signer_infos = list(signed["signer_infos"])
-        if len(signer_infos) != 1:
-            raise CmsError("malformed", f"expected one SignerInfo, found {len(signer_infos)}")
-        signer_info = signer_infos[0]
-        embedded = _embedded_certificates(signed, trust)
-        sid = signer_info["sid"]
-        digest_oid = signer_info["digest_algorithm"]["algorithm"].dotted
-        sig_alg = signer_info["signature_algorithm"]
-        sig_oid = sig_alg["algorithm"].dotted
-        sig_params = sig_alg["parameters"]
-        signature = signer_info["signature"].native
-        signed_attrs = signer_info["signed_attrs"]
-        has_attrs = present(signed_attrs)
-        attrs = _read_signed_attrs(signed_attrs) if has_attrs else None
-    except CmsError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
-        raise CmsError("malformed", "SignedData structure is invalid") from None
-
-    try:
-        signer_cert = _find_signer(sid, [*embedded, *trust.intermediates])
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise CmsError("malformed", "the signer identifier or a certificate is invalid") from None
-    digest = alg.digest_for(digest_oid, purpose="message")
-    content_digest = _digest(digest, econtent)
-    if attrs is not None:
-        attr_type, attr_digest, attr_time = attrs
-        if attr_type != econtent_type:
+    embedded = [trust.parse_certificate(der) for der in parts.certificates]
+    candidates = (*embedded, *trust.intermediates)
+    signer_cert = candidates[
+        _signer_index(parts.signer_id, (*parts.certificates, *trust.intermediate_ders))
+    ]
+    sig_oid, sig_params = _signature_algorithm(parts.signature_algorithm)
+    digest = alg.digest_for(parts.digest_algorithm, purpose="message")
+    content_digest = _digest(digest, parts.econtent)
+    if parts.signed_attrs is not None:
+        if (
+            len(parts.content_types) != 1
+            or len(parts.message_digests) != 1
+            or len(parts.signing_times) > 1
+        ):
+            raise CmsError(
+                "malformed", "signed attributes need exactly one contentType and one messageDigest"
+            )
+        if parts.content_types[0] != parts.econtent_type:
             raise CmsError("signature-invalid", "contentType attribute differs from eContentType")
-        if not hmac.compare_digest(attr_digest, content_digest):
+        if not hmac.compare_digest(parts.message_digests[0], content_digest):
             raise CmsError("signature-invalid", "messageDigest does not match the content")
-        to_verify = as_set_of(signed_attrs.contents)
-        signing_time = attr_time
+        to_verify: Octets = as_set_of(parts.signed_attrs)
+        signing_time = parts.signing_times[0] if parts.signing_times else None
     else:
-        to_verify = econtent
+        to_verify = parts.econtent
         signing_time = None
-    _verify_signature(signer_cert, sig_oid, sig_params, digest_oid, to_verify, signature)
+    _verify_signature(
+        signer_cert, sig_oid, sig_params, parts.digest_algorithm, to_verify, parts.signature
+    )
     when = signing_time or at or datetime.now(UTC)
     path = trust.validate(signer_cert, embedded, when)
     return VerifiedSignedData(
-        econtent_type=econtent_type,
-        econtent=econtent,
+        econtent_type=parts.econtent_type,
+        econtent=parts.econtent,
         signer=signer_cert,
         path=path,
         signing_time=when,
@@ -152,43 +158,36 @@ def verify_signed_data(
     )
 
 
-def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+def _digest(algorithm: hashes.HashAlgorithm, data: Octets) -> bytes:
     h = hashes.Hash(algorithm)
     h.update(data)
     return h.finalize()
 
 
-def _embedded_certificates(signed: OpaqueSignedData, trust: TrustStore) -> list[x509.Certificate]:
-    """The message's certificates, parsed by pyca (remembered by their DER)."""
-    certs = signed["certificates"]
-    if not present(certs):
-        return []
-    return [trust.parse_certificate(c.chosen.dump()) for c in certs if c.name == "certificate"]
+@functools.lru_cache(maxsize=1024)
+def _signer_index(signer_id: bytes, candidates: tuple[bytes, ...]) -> int:
+    """Which of the DER ``candidates`` ``signer_id`` names (remembered: fleets repeat)."""
+    try:
+        certs = [x509.load_der_x509_certificate(der) for der in candidates]
+        return certs.index(_find_signer(cms.SignerIdentifier.load(signer_id), certs))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise CmsError("malformed", "the signer identifier or a certificate is invalid") from None
 
 
-def _read_signed_attrs(attrs: cms.CMSAttributes) -> tuple[str, bytes, datetime | None]:
-    content_types: list[str] = []
-    digests: list[bytes] = []
-    times: list[datetime] = []
-    for attr in attrs:
-        kind = attr["type"].dotted
-        if kind == "1.2.840.113549.1.9.3":
-            content_types += [v.dotted for v in attr["values"]]
-        elif kind == "1.2.840.113549.1.9.4":
-            digests += [v.native for v in attr["values"]]
-        elif kind == "1.2.840.113549.1.9.5":
-            times += [v.native for v in attr["values"]]
-    if len(content_types) != 1 or len(digests) != 1 or len(times) > 1:
-        raise CmsError(
-            "malformed", "signed attributes need exactly one contentType and one messageDigest"
-        )
-    when = times[0] if times else None
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return content_types[0], digests[0], when
+@functools.lru_cache(maxsize=64)
+def _signature_algorithm(der: bytes) -> tuple[str, bytes | None]:
+    """(OID, DER of the parameters or None) of a signatureAlgorithm."""
+    try:
+        value = algos.SignedDigestAlgorithm.load(der)
+        params = value["parameters"]
+        return value["algorithm"].dotted, params.dump() if present(params) else None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise CmsError("malformed", "the signature algorithm is invalid") from None
 
 
-def _find_signer(sid: cms.SignerIdentifier, candidates: list[x509.Certificate]) -> x509.Certificate:
+def _find_signer(
+    sid: cms.SignerIdentifier, candidates: Sequence[x509.Certificate]
+) -> x509.Certificate:
     """The certificate ``sid`` names, among the message's and the configured ones."""
     kind = sid.name
     wanted = sid.chosen
@@ -222,9 +221,9 @@ def _ski(cert: x509.Certificate) -> bytes | None:
 def _verify_signature(
     cert: x509.Certificate,
     sig_oid: str,
-    sig_params: object,
+    sig_params: bytes | None,
     digest_oid: str,
-    data: bytes,
+    data: Octets,
     signature: bytes,
 ) -> None:
     spec = alg.SIGNATURE_ALGORITHMS.get(sig_oid)
@@ -255,12 +254,12 @@ def _verify_signature(
                 if digest_name
                 else alg.digest_for(digest_oid, purpose="signature")
             )
-            public_key.verify(signature, data, padding.PKCS1v15(), digest)
+            public_key.verify(signature, bytes(data), padding.PKCS1v15(), digest)
         else:  # rsa-pss
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise CmsError("signature-invalid", "RSA-PSS signature with a non-RSA signer key")
             pss, digest = _pss_padding(sig_params)
-            public_key.verify(signature, data, pss, digest)
+            public_key.verify(signature, bytes(data), pss, digest)
     except InvalidSignature:
         raise CmsError("signature-invalid", "the signature does not verify") from None
     except UnsupportedAlgorithm:
@@ -271,9 +270,11 @@ def _named_digest(name: str) -> hashes.HashAlgorithm:
     return alg.digest_for(alg.DIGEST_OIDS[name], purpose="signature")
 
 
-def _pss_padding(params: object) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+def _pss_padding(params: bytes | None) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+    if params is None:
+        raise CmsError("malformed", "RSA-PSS parameters are missing")
     try:
-        pss = algos.RSASSAPSSParams.load(params.dump())  # type: ignore[attr-defined]
+        pss = algos.RSASSAPSSParams.load(params)
         hash_oid = pss["hash_algorithm"]["algorithm"].dotted
         mgf = pss["mask_gen_algorithm"]
         if mgf["algorithm"].dotted != "1.2.840.113549.1.1.8":
@@ -302,12 +303,24 @@ class _SignerTemplate:
     digest_algorithm: bytes
     signature_algorithm: bytes
     sid: bytes
-    certificates_contents: bytes
-    """Content octets of the CertificateSet (tagged [0] IMPLICIT where it is used)."""
+    digest_algorithms: bytes
+    """The SignedData's digestAlgorithms: a SET OF with ``digest_algorithm``."""
+    certificates: bytes
+    """The SignedData's certificates field: the CertificateSet as [0] IMPLICIT."""
 
 
-@functools.lru_cache(maxsize=16)
+_TEMPLATES: IdentityMemo[_SignerTemplate] = IdentityMemo(limit=16)
+
+
 def _template(
+    signer_cert: x509.Certificate, chain: tuple[x509.Certificate, ...], rsa_key: bool
+) -> _SignerTemplate:
+    return _TEMPLATES.get(
+        rsa_key, (signer_cert, *chain), lambda: _make_template(signer_cert, chain, rsa_key)
+    )
+
+
+def _make_template(
     signer_cert: x509.Certificate, chain: tuple[x509.Certificate, ...], rsa_key: bool
 ) -> _SignerTemplate:
     public = signer_cert.public_key()
@@ -333,24 +346,30 @@ def _template(
             }
         }
     )
+    digest_algorithm = algos.DigestAlgorithm({"algorithm": alg.DIGEST_OIDS[digest.name]}).dump()
     certificates = cms.CertificateSet(
         [a_cert] + [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in chain]
     )
     return _SignerTemplate(
         digest=digest,
-        digest_algorithm=algos.DigestAlgorithm({"algorithm": alg.DIGEST_OIDS[digest.name]}).dump(),
+        digest_algorithm=digest_algorithm,
         signature_algorithm=sig_alg.dump(),
         sid=sid.dump(),
-        certificates_contents=certificates.contents,
+        digest_algorithms=as_set_of(digest_algorithm),
+        certificates=_ctx(0, certificates.contents),
     )
 
 
 def _seq(*parts: bytes) -> bytes:
-    return bytes(parser.emit(UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE, b"".join(parts)))
+    return tlv(UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE, b"".join(parts))
 
 
 def _ctx(tag: int, contents: bytes) -> bytes:
-    return bytes(parser.emit(CONTEXT, CONSTRUCTED, tag, contents))
+    return tlv(CONTEXT, CONSTRUCTED, tag, contents)
+
+
+def _octet_string(value: bytes) -> bytes:
+    return tlv(UNIVERSAL, PRIMITIVE, TAG_OCTET_STRING, value)
 
 
 _V1 = core.Integer(1).dump()
@@ -365,8 +384,22 @@ def _attribute(oid_der: bytes, value_der: bytes) -> bytes:
     return _seq(oid_der, as_set_of(value_der))
 
 
+@functools.lru_cache(maxsize=64)
+def _content_type(econtent_type: str) -> tuple[bytes, bytes]:
+    """(DER of the OID, DER of the contentType attribute) for an eContentType."""
+    type_der = core.ObjectIdentifier(econtent_type).dump()
+    return type_der, _attribute(_ATTR_CONTENT_TYPE, type_der)
+
+
+@functools.lru_cache(maxsize=16)
+def _signing_time(when: datetime) -> bytes:
+    """DER of the signingTime attribute (UTCTime until 2049, then GeneralizedTime)."""
+    value = core.UTCTime(when) if 1950 <= when.year < 2050 else core.GeneralizedTime(when)
+    return _attribute(_ATTR_SIGNING_TIME, value.dump())
+
+
 def make_signed_data(
-    econtent: bytes,
+    econtent: Octets,
     econtent_type: str,
     *,
     signer_key: SignerKey,
@@ -385,22 +418,20 @@ def make_signed_data(
     ``econtent`` it already computed. ``econtent`` is carried as opaque bytes, byte for byte.
 
     Every element is encoded by asn1crypto; the signer-dependent ones once per signer
-    (``_template``), the per-message ones here, and asn1crypto's ``parser.emit`` puts the
-    TLVs together (building the whole tree as asn1crypto objects costs more than the signature).
+    (``_template``), the per-message ones here, and asn1crypto's header encoder puts the TLVs
+    together (building the whole tree as asn1crypto objects costs more than the signature); the
+    eContent is copied once, into the result.
     """
     tpl = _template(signer_cert, tuple(chain), isinstance(signer_key, rsa.RSAPrivateKey))
     when = (at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     digest = tpl.digest
     content_digest = dict(known_digests).get(digest.name) or _digest(digest, econtent)
-    signing_time = (
-        core.UTCTime(when) if 1950 <= when.year < 2050 else core.GeneralizedTime(when)
-    ).dump()
-    type_der = core.ObjectIdentifier(econtent_type).dump()
+    type_der, type_attribute = _content_type(econtent_type)
     attributes = sorted(  # DER: a SET OF is sorted by the encodings of its elements
         [
-            _attribute(_ATTR_CONTENT_TYPE, type_der),
-            _attribute(_ATTR_SIGNING_TIME, signing_time),
-            _attribute(_ATTR_MESSAGE_DIGEST, core.OctetString(content_digest).dump()),
+            type_attribute,
+            _signing_time(when),
+            _attribute(_ATTR_MESSAGE_DIGEST, _octet_string(content_digest)),
         ]
     )
     attrs_contents = b"".join(attributes)
@@ -415,16 +446,22 @@ def make_signed_data(
         tpl.digest_algorithm,
         _ctx(0, attrs_contents),  # signedAttrs [0] IMPLICIT SET OF
         tpl.signature_algorithm,
-        core.OctetString(signature).dump(),
+        _octet_string(signature),
     )
-    encap = (
-        _seq(type_der) if detached else _seq(type_der, _ctx(0, core.OctetString(econtent).dump()))
-    )
-    signed = _seq(
+    encap: list[Octets] = [type_der]
+    if not detached:  # eContent [0] EXPLICIT OCTET STRING
+        encap += enclose(
+            CONTEXT, CONSTRUCTED, 0, enclose(UNIVERSAL, PRIMITIVE, TAG_OCTET_STRING, [econtent])
+        )
+    signed: list[Octets] = [
         _V1 if econtent_type == OID_DATA else _V3,
-        as_set_of(tpl.digest_algorithm),
-        encap,
-        _ctx(0, tpl.certificates_contents),  # certificates [0] IMPLICIT
+        tpl.digest_algorithms,
+        *enclose(UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE, encap),
+        tpl.certificates,
         as_set_of(signer_info),
-    )
-    return _seq(_OID_SIGNED_DATA, _ctx(0, signed))
+    ]
+    content_info: list[Octets] = [
+        _OID_SIGNED_DATA,
+        *enclose(CONTEXT, CONSTRUCTED, 0, enclose(UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE, signed)),
+    ]
+    return b"".join(enclose(UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE, content_info))

@@ -9,7 +9,6 @@ verification per gateway certificate, not per message; validity times are checke
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from minimeter.errors import CmsError, ConfigError
 
@@ -48,20 +48,33 @@ def fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(_SHA256)
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedPath:
+    """A verified path, with the interval in which all of its certificates are valid."""
+
+    leaf: x509.Certificate
+    """Held so that the ``id`` the cache is keyed by stays this certificate's."""
+    path: tuple[x509.Certificate, ...]
+    not_before: datetime
+    not_after: datetime
+
+
 @dataclass(frozen=True)
 class TrustStore:
     """Trust anchors (roots) and extra intermediates that signer paths may use."""
 
     anchors: tuple[x509.Certificate, ...]
     intermediates: tuple[x509.Certificate, ...] = ()
-    _paths: dict[bytes, tuple[x509.Certificate, ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    _paths: dict[int, _CachedPath] = field(default_factory=dict, compare=False, repr=False)
     _parsed: dict[bytes, x509.Certificate] = field(default_factory=dict, compare=False, repr=False)
+
+    intermediate_ders: tuple[bytes, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.anchors:
             raise ConfigError("at least one trust anchor is required")
+        ders = tuple(c.public_bytes(Encoding.DER) for c in self.intermediates)
+        object.__setattr__(self, "intermediate_ders", ders)
 
     @classmethod
     def from_files(
@@ -74,7 +87,7 @@ class TrustStore:
 
     def parse_certificate(self, der: bytes) -> x509.Certificate:
         """Parse a DER certificate, remembering the result (fleets repeat certificates)."""
-        key = hashlib.sha256(der).digest()
+        key = der
         cert = self._parsed.get(key)
         if cert is None:
             try:
@@ -92,11 +105,15 @@ class TrustStore:
         self, leaf: x509.Certificate, pool: Sequence[x509.Certificate], at: datetime
     ) -> tuple[x509.Certificate, ...]:
         """The path leaf -> anchor (inclusive) valid at ``at``; raises ``untrusted-signer``."""
-        _check_leaf_usage(leaf)
-        key = fingerprint(leaf)
+        key = id(leaf)  # parse_certificate hands out one object per certificate
         cached = self._paths.get(key)
-        if cached is not None and _valid_at(cached, at):
-            return cached
+        if (
+            cached is not None
+            and cached.leaf is leaf
+            and cached.not_before <= at <= cached.not_after
+        ):
+            return cached.path
+        _check_leaf_usage(leaf)
         candidates = list(pool) + list(self.intermediates)
         anchor_prints = {fingerprint(a) for a in self.anchors}
         paths = _build_paths(leaf, candidates, self.anchors, anchor_prints)
@@ -106,7 +123,12 @@ class TrustStore:
             if _valid_at(path, at):
                 if len(self._paths) >= _CACHE_LIMIT:
                     self._paths.clear()
-                self._paths[key] = path
+                self._paths[key] = _CachedPath(
+                    leaf,
+                    path,
+                    max(c.not_valid_before_utc for c in path),
+                    min(c.not_valid_after_utc for c in path),
+                )
                 return path
         raise CmsError(
             "untrusted-signer",
