@@ -186,3 +186,40 @@ def test_notebook_executes(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ).execute()
     last = [o for o in nb.cells[-1].outputs if o.output_type == "execute_result"]
     assert last and int(last[0]["data"]["text/plain"]) > 0  # manifest hashes checked
+
+
+def test_conformance_workers_agree_with_the_in_process_check(run: Path, fleet: Path) -> None:
+    """The suites give the same results here, in a conformance worker, and after a worker died."""
+    from datetime import UTC, datetime
+
+    from minimeter import quality
+    from minimeter.policy.load import load_policy_set
+    from minimeter.registry import MeterRegistry
+
+    def add_voltage(df: pd.DataFrame) -> pd.DataFrame:
+        extra = df.iloc[[0]].copy()
+        extra["obis"] = "1-0:32.7.0"
+        return pd.concat([df, extra], ignore_index=True)
+
+    tamper(run, "fr-esco-flex", add_voltage)
+    ps = load_policy_set(ROOT / "policies")
+    check = {
+        "expected_rows": {"fr-enedis-daily": 10},
+        "raw_meters": sorted(MeterRegistry.load(fleet / "meters.csv").meters),
+        "as_of": datetime(2026, 1, 21, tzinfo=UTC),
+    }
+    quality._stop_workers()
+    here = quality.run_conformance(run, ps, **check)  # type: ignore[arg-type]
+    assert any(not r.success for r in here) and any(r.success for r in here)
+    quality.start_conformance_workers()
+    try:
+        assert quality._WORKERS is not None
+        assert quality.run_conformance(run, ps, **check) == here  # type: ignore[arg-type]
+        recipients = {r.recipient for r in here}
+        assert sum(w.answered for w in quality._WORKERS.workers) == len(recipients)
+        for worker in quality._WORKERS.workers:
+            worker.process.kill()
+            worker.process.wait()
+        assert quality.run_conformance(run, ps, **check) == here  # type: ignore[arg-type]
+    finally:
+        quality._stop_workers()
