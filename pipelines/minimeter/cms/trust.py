@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from minimeter.cms._memo import IdentityMemo
 from minimeter.errors import CmsError, ConfigError
 
 MAX_PATH_LENGTH = 8
@@ -170,7 +171,15 @@ def _may_issue(ca: x509.Certificate, below: int) -> bool:
     return bool(ku.key_cert_sign)
 
 
+_LINKS: IdentityMemo[bool] = IdentityMemo(limit=_CACHE_LIMIT)
+
+
 def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``child`` (remembered: every gateway path shares its CA links)."""
+    return _LINKS.get(None, (child, issuer), lambda: _verify_link(child, issuer))
+
+
+def _verify_link(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     if child.issuer != issuer.subject:
         return False
     try:
