@@ -159,3 +159,15 @@ def test_mutated_profiles_raise_only_payload_errors(data: st.DataObject) -> None
     except PayloadError:
         return
     assert all(np.isfinite(s.values).all() for s in profile.series)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-(10**6), 10**6), max_size=40),
+    st.integers(-9, 9),
+)
+def test_vectorised_scaling_equals_scale_value_by_value(raw: list[int], scaler: int) -> None:
+    from minimeter.payload.k461 import _scaled
+
+    expected = np.array([scale(v, scaler) for v in raw], dtype=np.float64)
+    assert np.array_equal(_scaled(raw, scaler), expected)
