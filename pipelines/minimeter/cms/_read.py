@@ -386,7 +386,7 @@ def _read_kari(element: _Element) -> KariParts:
         raise _Unusual
     curve = _ec_curve(_der(_want(key[0], UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE)))
     _want(key[1], UNIVERSAL, PRIMITIVE, _TAG_BIT_STRING)
-    point = bytes(core.ParsableOctetBitString.load(_der(key[1])))
+    point = bytes(core.ParsableOctetBitString(contents=bytes(key[1][4])))
     scheme, wrap = _key_agreement(_der(_want(kea, UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE)))
     keys = []
     for rek in _elements(_want(reks, UNIVERSAL, CONSTRUCTED, TAG_SEQUENCE)[4]):

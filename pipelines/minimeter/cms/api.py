@@ -8,13 +8,15 @@ from datetime import datetime
 
 from cryptography import x509
 
+from minimeter.cms._read import read_envelope_fast
 from minimeter.cms.envelope import (
     IdentifierKind,
     MatchedRecipient,
     RecipientKey,
     addressed_to,
-    decrypt_envelope,
+    decrypt_parts,
     encrypt_envelope,
+    envelope_parts,
     unwrap_envelope,
 )
 from minimeter.cms.signed import (
@@ -62,9 +64,15 @@ def verify_message(
 def _decrypt(
     verified: VerifiedSignedData, recipient_key: RecipientKey, recipient_cert: x509.Certificate
 ) -> OpenedMessage:
-    envelope, wrapped = unwrap_envelope(verified.econtent, verified.econtent_type)
-    decrypted = decrypt_envelope(
-        envelope,
+    # The usual eContent is the bare envelope, which the fast reader takes as it is (its first
+    # field is the version INTEGER, so unwrap_envelope would hand it back unchanged).
+    parts = read_envelope_fast(verified.econtent, verified.econtent_type)
+    wrapped = False
+    if parts is None:
+        envelope, wrapped = unwrap_envelope(verified.econtent, verified.econtent_type)
+        parts = envelope_parts(envelope, verified.econtent_type)
+    decrypted = decrypt_parts(
+        parts,
         verified.econtent_type,
         recipient_key=recipient_key,
         recipient_cert=recipient_cert,

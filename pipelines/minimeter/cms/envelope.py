@@ -133,7 +133,22 @@ def decrypt_envelope(
     recipient_cert: x509.Certificate,
 ) -> DecryptedContent:
     """Decrypt a bare EnvelopedData / AuthEnvelopedData for our certificate and key."""
-    parts = _parts(envelope_der, envelope_type)
+    return decrypt_parts(
+        envelope_parts(envelope_der, envelope_type),
+        envelope_type,
+        recipient_key=recipient_key,
+        recipient_cert=recipient_cert,
+    )
+
+
+def decrypt_parts(
+    parts: EnvelopeParts,
+    envelope_type: str,
+    *,
+    recipient_key: RecipientKey,
+    recipient_cert: x509.Certificate,
+) -> DecryptedContent:
+    """Decrypt an envelope already read into parts."""
     if parts.ciphertext is None:
         raise CmsError("malformed", "envelope has no encrypted content (detached)")
     cipher = alg.content_cipher(parts.cipher)
@@ -155,7 +170,7 @@ def decrypt_envelope(
     return DecryptedContent(plaintext, parts.content_type, cipher.name, matched)
 
 
-def _parts(envelope_der: Octets, envelope_type: str) -> EnvelopeParts:
+def envelope_parts(envelope_der: Octets, envelope_type: str) -> EnvelopeParts:
     """The fast reader for the usual shape, else asn1crypto's classes (which name problems)."""
     return read_envelope_fast(envelope_der, envelope_type) or read_envelope(
         envelope_der, envelope_type
@@ -167,7 +182,7 @@ def addressed_to(
 ) -> list[int]:
     """Indices of ``certs`` that some recipient entry of the envelope names (no decryption)."""
     rids: list[tuple[bytes, bool]] = []
-    for recipient in _parts(envelope_der, envelope_type).recipients:
+    for recipient in envelope_parts(envelope_der, envelope_type).recipients:
         if isinstance(recipient, KariParts):
             rids += [(rid, True) for rid, _key in recipient.keys]
         elif isinstance(recipient, KtriParts):
