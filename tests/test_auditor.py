@@ -77,6 +77,13 @@ def tamper(out: Path, recipient: str, change) -> None:  # noqa: ANN001
     pq.write_table(pa.Table.from_pandas(df, schema=table.schema, preserve_index=False), path)
 
 
+def add_voltage(df: pd.DataFrame) -> pd.DataFrame:
+    """One more row, of an OBIS code (voltage) no policy allows."""
+    extra = df.iloc[[0]].copy()
+    extra["obis"] = "1-0:32.7.0"
+    return pd.concat([df, extra], ignore_index=True)
+
+
 def results(out: Path, recipient: str) -> list[tuple[str, str, bool]]:
     con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)
     return con.execute(
@@ -96,11 +103,6 @@ def test_clean_run_conforms(run: Path, fleet: Path) -> None:
 
 
 def test_forbidden_obis_row_is_caught_and_quarantined(run: Path, fleet: Path) -> None:
-    def add_voltage(df: pd.DataFrame) -> pd.DataFrame:
-        extra = df.iloc[[0]].copy()
-        extra["obis"] = "1-0:32.7.0"
-        return pd.concat([df, extra], ignore_index=True)
-
     tamper(run, "fr-esco-flex", add_voltage)
     proc = conformance(fleet, run)
     assert proc.returncode == 1
@@ -195,11 +197,6 @@ def test_conformance_workers_agree_with_the_in_process_check(run: Path, fleet: P
     from minimeter import quality
     from minimeter.policy.load import load_policy_set
     from minimeter.registry import MeterRegistry
-
-    def add_voltage(df: pd.DataFrame) -> pd.DataFrame:
-        extra = df.iloc[[0]].copy()
-        extra["obis"] = "1-0:32.7.0"
-        return pd.concat([df, extra], ignore_index=True)
 
     tamper(run, "fr-esco-flex", add_voltage)
     ps = load_policy_set(ROOT / "policies")

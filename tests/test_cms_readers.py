@@ -25,6 +25,7 @@ from minimeter.errors import CmsError
 from minimeter.keys import load_certificates, load_private_key
 
 from conftest import CmsWorld
+from mutations import mutate
 from test_cms_interop import make_message
 
 
@@ -125,18 +126,4 @@ MUTATIONS = settings(
 @MUTATIONS
 @given(st.data())
 def test_readers_agree_on_mutated_messages(own_message: bytes, data: st.DataObject) -> None:
-    buf = bytearray(own_message)
-    for _ in range(data.draw(st.integers(1, 3))):
-        op = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]))
-        pos = data.draw(st.integers(0, len(buf) - 1))
-        if op == "flip":
-            buf[pos] ^= data.draw(st.integers(1, 255))
-        elif op == "set":  # tags and lengths: 0x80 (indefinite), 0x00, 0xff, 0xa0, ...
-            buf[pos] = data.draw(st.sampled_from([0x00, 0x80, 0x81, 0xFF, 0xA0, 0xA1, 0x30, 0x04]))
-        elif op == "insert":
-            buf[pos:pos] = data.draw(st.binary(min_size=1, max_size=4))
-        else:
-            del buf[pos : pos + data.draw(st.integers(1, 8))]
-        if not buf:
-            buf = bytearray(b"\x30\x00")
-    _agree(bytes(buf))
+    _agree(mutate(data, own_message, ops=("flip", "set", "insert", "delete"), most=3, width=4))
