@@ -24,7 +24,7 @@ class IdentityMemo(Generic[R]):
     def get(self, key: Hashable, objects: tuple[object, ...], compute: Callable[[], R]) -> R:
         full_key = (key, *map(id, objects))
         hit = self._items.get(full_key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], objects, strict=True)):
+        if hit is not None:  # the entry holds its objects alive, so their ids are still theirs
             return hit[1]
         value = compute()
         if len(self._items) >= self._limit:

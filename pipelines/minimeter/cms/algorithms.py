@@ -7,6 +7,7 @@ registered without an implementation and reported as ``unsupported-algorithm``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ DIGEST_OIDS: dict[str, str] = {name: oid for oid, name in DIGEST_NAMES.items()}
 SIGNATURE_DIGESTS: frozenset[str] = frozenset({"sha256", "sha384", "sha512"})
 
 
+@functools.lru_cache(maxsize=32)
 def digest_for(oid: str, *, purpose: str) -> hashes.HashAlgorithm:
+    """The (stateless, shared) hash algorithm an OID names, if signatures may use it."""
     cls = DIGESTS.get(oid)
     if cls is None or DIGEST_NAMES[oid] not in SIGNATURE_DIGESTS:
         raise CmsError("unsupported-algorithm", f"{purpose} digest {oid} is not supported")

@@ -269,14 +269,15 @@ def _kari_unwrap(kari: KariParts, wrapped: bytes, key: RecipientKey) -> bytes:
         raise CmsError("unsupported-algorithm", "static-static ECDH (originator certificate)")
     if kari.key_algorithm != alg.OID_EC_PUBLIC_KEY or kari.point is None:
         raise CmsError("unsupported-algorithm", "originator key is not an EC public key")
+    curve = key.curve
     if kari.curve is not None:
         named = _curve_name(kari.curve)
         if named is None:
             raise CmsError("unsupported-algorithm", "originator key curve is unknown")
-        if named != key.curve.name:
+        if named != curve.name:
             raise CmsError("decryption-failed", "originator key is on another curve than ours")
     try:
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, kari.point)
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, kari.point)
         shared = key.exchange(ec.ECDH(), peer)
     except (ValueError, UnsupportedAlgorithm):
         raise CmsError(

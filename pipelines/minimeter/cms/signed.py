@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -117,11 +117,11 @@ def verify_signed_data(
     parts: SignedParts, *, trust: TrustStore, at: datetime | None = None
 ) -> VerifiedSignedData:
     """Verify the one SignerInfo of a SignedData and its certification path."""
-    embedded = [trust.parse_certificate(der) for der in parts.certificates]
-    candidates = (*embedded, *trust.intermediates)
-    signer_cert = candidates[
-        _signer_index(parts.signer_id, (*parts.certificates, *trust.intermediate_ders))
-    ]
+    embedded, signer_cert = _SIGNERS.get(
+        parts.signer_id,
+        (parts.certificates, trust),
+        lambda: _resolve_signer(parts.signer_id, parts.certificates, trust),
+    )
     sig_oid, sig_params = _signature_algorithm(parts.signature_algorithm)
     digest = alg.digest_for(parts.digest_algorithm, purpose="message")
     content_digest = _digest(digest, parts.econtent)
@@ -162,6 +162,19 @@ def _digest(algorithm: hashes.HashAlgorithm, data: Octets) -> bytes:
     h = hashes.Hash(algorithm)
     h.update(data)
     return h.finalize()
+
+
+_SIGNERS: IdentityMemo[tuple[tuple[x509.Certificate, ...], x509.Certificate]] = IdentityMemo()
+
+
+def _resolve_signer(
+    signer_id: bytes, certificates: tuple[bytes, ...], trust: TrustStore
+) -> tuple[tuple[x509.Certificate, ...], x509.Certificate]:
+    """(the message's certificates, the signer's) — remembered per certificate set: the fast
+    reader hands out one tuple object per distinct set."""
+    embedded = tuple(trust.parse_certificate(der) for der in certificates)
+    candidates = (*embedded, *trust.intermediates)
+    return embedded, candidates[_signer_index(signer_id, (*certificates, *trust.intermediate_ders))]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -218,6 +231,10 @@ def _ski(cert: x509.Certificate) -> bytes | None:
         return None
 
 
+Verifier = Callable[[bytes, Octets], None]
+_VERIFIERS: IdentityMemo[Verifier] = IdentityMemo(limit=4096)
+
+
 def _verify_signature(
     cert: x509.Certificate,
     sig_oid: str,
@@ -226,6 +243,23 @@ def _verify_signature(
     data: Octets,
     signature: bytes,
 ) -> None:
+    verify = _VERIFIERS.get(
+        (sig_oid, sig_params, digest_oid),
+        (cert,),
+        lambda: _verifier(cert, sig_oid, sig_params, digest_oid),
+    )
+    try:
+        verify(signature, data)
+    except InvalidSignature:
+        raise CmsError("signature-invalid", "the signature does not verify") from None
+    except UnsupportedAlgorithm:
+        raise CmsError("unsupported-algorithm", "the signature cannot be checked here") from None
+
+
+def _verifier(
+    cert: x509.Certificate, sig_oid: str, sig_params: bytes | None, digest_oid: str
+) -> Verifier:
+    """The check of a signature by ``cert`` with this algorithm (remembered per certificate)."""
     spec = alg.SIGNATURE_ALGORITHMS.get(sig_oid)
     if spec is None:
         raise CmsError("unsupported-algorithm", f"signature algorithm {sig_oid} is not supported")
@@ -236,34 +270,30 @@ def _verify_signature(
         raise CmsError(
             "unsupported-algorithm", "the signer's public key type is not supported"
         ) from None
-    try:
-        if family == "ecdsa":
-            if not isinstance(public_key, ec.EllipticCurvePublicKey):
-                raise CmsError("signature-invalid", "ECDSA signature with a non-EC signer key")
-            digest = (
-                _named_digest(digest_name)
-                if digest_name
-                else alg.digest_for(digest_oid, purpose="signature")
-            )
-            public_key.verify(signature, data, ec.ECDSA(digest))
-        elif family == "rsa-pkcs1v15":
-            if not isinstance(public_key, rsa.RSAPublicKey):
-                raise CmsError("signature-invalid", "RSA signature with a non-RSA signer key")
-            digest = (
-                _named_digest(digest_name)
-                if digest_name
-                else alg.digest_for(digest_oid, purpose="signature")
-            )
-            public_key.verify(signature, bytes(data), padding.PKCS1v15(), digest)
-        else:  # rsa-pss
-            if not isinstance(public_key, rsa.RSAPublicKey):
-                raise CmsError("signature-invalid", "RSA-PSS signature with a non-RSA signer key")
-            pss, digest = _pss_padding(sig_params)
-            public_key.verify(signature, bytes(data), pss, digest)
-    except InvalidSignature:
-        raise CmsError("signature-invalid", "the signature does not verify") from None
-    except UnsupportedAlgorithm:
-        raise CmsError("unsupported-algorithm", "the signature cannot be checked here") from None
+    if family == "ecdsa":
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise CmsError("signature-invalid", "ECDSA signature with a non-EC signer key")
+        digest = (
+            _named_digest(digest_name)
+            if digest_name
+            else alg.digest_for(digest_oid, purpose="signature")
+        )
+        ecdsa = ec.ECDSA(digest)
+        ec_key = public_key
+        return lambda signature, data: ec_key.verify(signature, data, ecdsa)
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise CmsError("signature-invalid", "RSA signature with a non-RSA signer key")
+    rsa_key = public_key
+    if family == "rsa-pkcs1v15":
+        digest = (
+            _named_digest(digest_name)
+            if digest_name
+            else alg.digest_for(digest_oid, purpose="signature")
+        )
+        pkcs1 = padding.PKCS1v15()
+        return lambda signature, data: rsa_key.verify(signature, bytes(data), pkcs1, digest)
+    pss, pss_digest = _pss_padding(sig_params)  # rsa-pss
+    return lambda signature, data: rsa_key.verify(signature, bytes(data), pss, pss_digest)
 
 
 def _named_digest(name: str) -> hashes.HashAlgorithm:
