@@ -254,6 +254,35 @@ def _curve_name(oid: str) -> str | None:
 
 
 def _kari_unwrap(kari: KariParts, wrapped: bytes, key: RecipientKey) -> bytes:
+    curve, kdf_hash, kek_size = _AGREEMENTS.get(
+        (kari.scheme, kari.wrap, kari.originator, kari.key_algorithm, kari.curve),
+        (key,),
+        lambda: _agreement(kari, key),
+    )
+    wrap, point = kari.wrap, kari.point
+    if wrap is None or point is None or not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CmsError("malformed", "key agreement entry is incomplete")  # _agreement refuses these
+    try:
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+        shared = key.exchange(ec.ECDH(), peer)
+    except (ValueError, UnsupportedAlgorithm):
+        raise CmsError(
+            "decryption-failed", "originator public key is not a point on our curve"
+        ) from None
+    kek = _derive_kek(shared, kdf_hash, wrap, kek_size, kari.ukm)
+    try:
+        return aes_key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, ValueError):
+        raise CmsError("decryption-failed", "AES key unwrap failed") from None
+
+
+_Agreement = tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]
+_AGREEMENTS: IdentityMemo[_Agreement] = IdentityMemo(limit=256)
+
+
+def _agreement(kari: KariParts, key: RecipientKey) -> _Agreement:
+    """Our curve, the KDF hash and the KEK size for a key agreement entry, once its algorithms
+    are checked (remembered per algorithm set and key: every message of a fleet repeats them)."""
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CmsError("decryption-failed", "key agreement entry but our key is not an EC key")
     kdf_hash = alg.ECDH_SCHEMES.get(kari.scheme)
@@ -276,18 +305,7 @@ def _kari_unwrap(kari: KariParts, wrapped: bytes, key: RecipientKey) -> bytes:
             raise CmsError("unsupported-algorithm", "originator key curve is unknown")
         if named != curve.name:
             raise CmsError("decryption-failed", "originator key is on another curve than ours")
-    try:
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, kari.point)
-        shared = key.exchange(ec.ECDH(), peer)
-    except (ValueError, UnsupportedAlgorithm):
-        raise CmsError(
-            "decryption-failed", "originator public key is not a point on our curve"
-        ) from None
-    kek = _derive_kek(shared, kdf_hash(), kari.wrap, kek_size, kari.ukm)
-    try:
-        return aes_key_unwrap(kek, wrapped)
-    except (InvalidUnwrap, ValueError):
-        raise CmsError("decryption-failed", "AES key unwrap failed") from None
+    return curve, kdf_hash(), kek_size
 
 
 def _derive_kek(
