@@ -191,16 +191,19 @@ def run_conformance(
     tasks = [(out, p, expected_rows.get(p.id, 0), raw_meters, as_of) for p in policies]
     if _WORKERS is not None:
         return _WORKERS.check(tasks)
-    return [r for task in tasks for r in _check_task(task)]
+    ctx = _context()
+    return [r for task in tasks for r in _check_task(task, ctx)]
 
 
 _CheckTask = tuple[Path, Policy, int, list[str], datetime]
 
 
-def _check_task(task: _CheckTask) -> list[ExpectationResult]:
+def _check_task(task: _CheckTask, ctx: Any = None) -> list[ExpectationResult]:
+    """One recipient's suite; in a fresh context unless ``ctx`` is given (a worker serves many
+    runs, and a context refuses a second data source of the same name)."""
     out, policy, expected, raw_meters, as_of = task
     return check_recipient(
-        _context(),
+        ctx if ctx is not None else _context(),
         policy,
         read_output(out, policy.id),
         expected_rows=expected,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from minimeter.cms._read import read_envelope_fast
+from minimeter.cms._read import EnvelopeParts
 from minimeter.cms.envelope import (
     IdentifierKind,
     MatchedRecipient,
@@ -16,8 +16,7 @@ from minimeter.cms.envelope import (
     addressed_to,
     decrypt_parts,
     encrypt_envelope,
-    envelope_parts,
-    unwrap_envelope,
+    read_econtent_envelope,
 )
 from minimeter.cms.signed import (
     DEFAULT_MAX_SIZE,
@@ -62,15 +61,13 @@ def verify_message(
 
 
 def _decrypt(
-    verified: VerifiedSignedData, recipient_key: RecipientKey, recipient_cert: x509.Certificate
+    verified: VerifiedSignedData,
+    recipient_key: RecipientKey,
+    recipient_cert: x509.Certificate,
+    envelope: tuple[EnvelopeParts, bool] | None = None,
 ) -> OpenedMessage:
-    # The usual eContent is the bare envelope, which the fast reader takes as it is (its first
-    # field is the version INTEGER, so unwrap_envelope would hand it back unchanged).
-    parts = read_envelope_fast(verified.econtent, verified.econtent_type)
-    wrapped = False
-    if parts is None:
-        envelope, wrapped = unwrap_envelope(verified.econtent, verified.econtent_type)
-        parts = envelope_parts(envelope, verified.econtent_type)
+    """Decrypt a verified message; ``envelope`` is its envelope when already read."""
+    parts, wrapped = envelope or read_econtent_envelope(verified.econtent, verified.econtent_type)
     decrypted = decrypt_parts(
         parts,
         verified.econtent_type,
@@ -213,11 +210,11 @@ def open_or_relay(
     """The data hub's routing: a message for us is opened; one for a forward recipient is
     re-signed and relayed unread; anything else is ``not-a-recipient``."""
     verified = verify_message(data, trust=trust, at=at, max_size=max_size)
-    envelope, _wrapped = unwrap_envelope(verified.econtent, verified.econtent_type)
+    envelope = read_econtent_envelope(verified.econtent, verified.econtent_type)
     certs = [recipient_cert, *(cert for _, cert in forward)]
-    hits = addressed_to(envelope, verified.econtent_type, certs)
-    if 0 in hits or not hits:
-        return _decrypt(verified, recipient_key, recipient_cert)  # raises not-a-recipient if no hit
+    hits = addressed_to(envelope[0], certs)
+    if 0 in hits or not hits:  # _decrypt raises not-a-recipient if no entry names us
+        return _decrypt(verified, recipient_key, recipient_cert, envelope)
     recipient_id = forward[hits[0] - 1][0]
     return Relayed(
         recipient_id, _resign(verified, signer_key, signer_cert, chain, at), verified.signing_time

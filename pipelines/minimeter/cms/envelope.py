@@ -125,22 +125,6 @@ def unwrap_envelope(econtent: Octets, econtent_type: str) -> tuple[Octets, bool]
     raise CmsError("malformed", "eContent is neither an envelope nor a ContentInfo")
 
 
-def decrypt_envelope(
-    envelope_der: Octets,
-    envelope_type: str,
-    *,
-    recipient_key: RecipientKey,
-    recipient_cert: x509.Certificate,
-) -> DecryptedContent:
-    """Decrypt a bare EnvelopedData / AuthEnvelopedData for our certificate and key."""
-    return decrypt_parts(
-        envelope_parts(envelope_der, envelope_type),
-        envelope_type,
-        recipient_key=recipient_key,
-        recipient_cert=recipient_cert,
-    )
-
-
 def decrypt_parts(
     parts: EnvelopeParts,
     envelope_type: str,
@@ -170,19 +154,25 @@ def decrypt_parts(
     return DecryptedContent(plaintext, parts.content_type, cipher.name, matched)
 
 
-def envelope_parts(envelope_der: Octets, envelope_type: str) -> EnvelopeParts:
-    """The fast reader for the usual shape, else asn1crypto's classes (which name problems)."""
-    return read_envelope_fast(envelope_der, envelope_type) or read_envelope(
-        envelope_der, envelope_type
-    )
+def read_econtent_envelope(econtent: Octets, econtent_type: str) -> tuple[EnvelopeParts, bool]:
+    """The envelope an eContent holds, read into parts, and whether it was ContentInfo-wrapped.
+
+    The usual eContent is the bare envelope, which the fast reader takes as it is (its first
+    field is the version INTEGER, so ``unwrap_envelope`` would hand it back unchanged).
+    """
+    parts = read_envelope_fast(econtent, econtent_type)
+    if parts is not None:
+        return parts, False
+    envelope, wrapped = unwrap_envelope(econtent, econtent_type)
+    return read_envelope_fast(envelope, econtent_type) or read_envelope(
+        envelope, econtent_type
+    ), wrapped
 
 
-def addressed_to(
-    envelope_der: Octets, envelope_type: str, certs: Sequence[x509.Certificate]
-) -> list[int]:
+def addressed_to(parts: EnvelopeParts, certs: Sequence[x509.Certificate]) -> list[int]:
     """Indices of ``certs`` that some recipient entry of the envelope names (no decryption)."""
     rids: list[tuple[bytes, bool]] = []
-    for recipient in envelope_parts(envelope_der, envelope_type).recipients:
+    for recipient in parts.recipients:
         if isinstance(recipient, KariParts):
             rids += [(rid, True) for rid, _key in recipient.keys]
         elif isinstance(recipient, KtriParts):

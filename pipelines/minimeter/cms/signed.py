@@ -173,16 +173,9 @@ def _resolve_signer(
     """(the message's certificates, the signer's) — remembered per certificate set: the fast
     reader hands out one tuple object per distinct set."""
     embedded = tuple(trust.parse_certificate(der) for der in certificates)
-    candidates = (*embedded, *trust.intermediates)
-    return embedded, candidates[_signer_index(signer_id, (*certificates, *trust.intermediate_ders))]
-
-
-@functools.lru_cache(maxsize=1024)
-def _signer_index(signer_id: bytes, candidates: tuple[bytes, ...]) -> int:
-    """Which of the DER ``candidates`` ``signer_id`` names (remembered: fleets repeat)."""
     try:
-        certs = [x509.load_der_x509_certificate(der) for der in candidates]
-        return certs.index(_find_signer(cms.SignerIdentifier.load(signer_id), certs))
+        sid = cms.SignerIdentifier.load(signer_id)
+        return embedded, _find_signer(sid, (*embedded, *trust.intermediates))
     except (ValueError, TypeError, KeyError, AttributeError):
         raise CmsError("malformed", "the signer identifier or a certificate is invalid") from None
 

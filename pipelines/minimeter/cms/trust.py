@@ -17,7 +17,6 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from minimeter.cms._memo import IdentityMemo
 from minimeter.errors import CmsError, ConfigError
@@ -69,13 +68,9 @@ class TrustStore:
     _paths: dict[int, _CachedPath] = field(default_factory=dict, compare=False, repr=False)
     _parsed: dict[bytes, x509.Certificate] = field(default_factory=dict, compare=False, repr=False)
 
-    intermediate_ders: tuple[bytes, ...] = field(init=False, compare=False, repr=False)
-
     def __post_init__(self) -> None:
         if not self.anchors:
             raise ConfigError("at least one trust anchor is required")
-        ders = tuple(c.public_bytes(Encoding.DER) for c in self.intermediates)
-        object.__setattr__(self, "intermediate_ders", ders)
 
     @classmethod
     def from_files(
