@@ -39,7 +39,7 @@ t = time.perf_counter()
 result = run(cfg)
 seconds = time.perf_counter() - t
 from minimeter import quality
-quality._stop_workers()  # reaped, so that the conformance worker's peak counts below
+quality._stop_worker()  # reaped, so that the conformance worker's peak counts below
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"seconds": seconds, "pipeline_seconds": result.pipeline_seconds, "messages": result.messages_in,

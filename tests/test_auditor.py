@@ -205,18 +205,18 @@ def test_conformance_workers_agree_with_the_in_process_check(run: Path, fleet: P
         "raw_meters": sorted(MeterRegistry.load(fleet / "meters.csv").meters),
         "as_of": datetime(2026, 1, 21, tzinfo=UTC),
     }
-    quality._stop_workers()
+    quality._stop_worker()
     here = quality.run_conformance(run, ps, **check)  # type: ignore[arg-type]
     assert any(not r.success for r in here) and any(r.success for r in here)
-    quality.start_conformance_workers()
+    quality.start_conformance_worker()
     try:
-        assert quality._WORKERS is not None
+        worker = quality._WORKER
+        assert worker is not None
         assert quality.run_conformance(run, ps, **check) == here  # type: ignore[arg-type]
         recipients = {r.recipient for r in here}
-        assert sum(w.answered for w in quality._WORKERS.workers) == len(recipients)
-        for worker in quality._WORKERS.workers:
-            worker.process.kill()
-            worker.process.wait()
+        assert worker.answered == len(recipients)
+        worker.process.kill()
+        worker.process.wait()
         assert quality.run_conformance(run, ps, **check) == here  # type: ignore[arg-type]
     finally:
-        quality._stop_workers()
+        quality._stop_worker()

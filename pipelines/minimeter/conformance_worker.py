@@ -1,6 +1,6 @@
 """A conformance worker: Great Expectations imported once, suites checked on request.
 
-Started by ``minimeter.quality.start_conformance_workers``; reads pickled check tasks on stdin
+Started by ``minimeter.quality.start_conformance_worker``; reads pickled check tasks on stdin
 and writes each task's pickled results (or None when the check failed) on stdout, until stdin
 closes. Not a user-facing command.
 """

@@ -15,7 +15,6 @@ import atexit
 import importlib
 import os
 import pickle
-import queue
 import re
 import shutil
 import subprocess
@@ -186,11 +185,16 @@ def run_conformance(
 ) -> list[ExpectationResult]:
     """Every non-forward recipient's suite on its written Parquet.
 
-    In the conformance workers when ``start_conformance_workers`` started them, else here."""
+    In the conformance worker when ``start_conformance_worker`` started it, else here."""
     policies = sorted((p for p in ps.policies if p.delivery != "cms-forward"), key=lambda p: p.id)
     tasks = [(out, p, expected_rows.get(p.id, 0), raw_meters, as_of) for p in policies]
-    if _WORKERS is not None:
-        return _WORKERS.check(tasks)
+    if _WORKER is not None:
+        answers = [_WORKER.check(task) for task in tasks]
+        return [  # a task the worker could not check is checked here
+            r
+            for task, answer in zip(tasks, answers, strict=True)
+            for r in (answer if answer is not None else _check_task(task))
+        ]
     ctx = _context()
     return [r for task in tasks for r in _check_task(task, ctx)]
 
@@ -212,7 +216,7 @@ def _check_task(task: _CheckTask, ctx: Any = None) -> list[ExpectationResult]:
     )
 
 
-# --- conformance workers ---------------------------------------------------------------------
+# --- the conformance worker ---------------------------------------------------------------------
 
 
 class _Worker:
@@ -231,6 +235,7 @@ class _Worker:
         )
         self.alive = True
         self.answered = 0
+        self.lock = threading.Lock()
 
     def check(self, task: _CheckTask) -> list[ExpectationResult] | None:
         """The task's results, or None when the worker failed (the caller checks it itself)."""
@@ -238,9 +243,10 @@ class _Worker:
         if not self.alive:
             return None
         try:
-            pickle.dump(task, self.process.stdin)
-            self.process.stdin.flush()
-            answer = pickle.load(self.process.stdout)
+            with self.lock:  # one question and its answer at a time on the pipes
+                pickle.dump(task, self.process.stdin)
+                self.process.stdin.flush()
+                answer = pickle.load(self.process.stdout)
         except (OSError, EOFError, pickle.UnpicklingError):
             self.alive = False  # gone (killed, out of memory): no more tasks for it
             return None
@@ -261,69 +267,31 @@ class _Worker:
             self.process.kill()
 
 
-class _Workers:
-    def __init__(self, count: int) -> None:
-        self.workers = [_Worker() for _ in range(count)]
-        self.lock = threading.Lock()
-
-    def check(self, tasks: list[_CheckTask]) -> list[ExpectationResult]:
-        """Results in task order; the workers take tasks as they come free."""
-        with self.lock:  # one run at a time uses the workers
-            results: list[list[ExpectationResult] | None] = [None] * len(tasks)
-            pending = queue.SimpleQueue[int]()
-            for i in range(len(tasks)):
-                pending.put(i)
-
-            def drive(worker: _Worker) -> None:
-                while True:
-                    try:
-                        i = pending.get_nowait()
-                    except queue.Empty:
-                        return
-                    results[i] = worker.check(tasks[i])
-
-            threads = [threading.Thread(target=drive, args=(w,)) for w in self.workers]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        return [
-            r
-            for task, answer in zip(tasks, results, strict=True)
-            for r in (answer if answer is not None else _check_task(task))
-        ]
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+_WORKER: _Worker | None = None
 
 
-_WORKERS: _Workers | None = None
-
-
-def start_conformance_workers(count: int = 1) -> None:
-    """Start processes that import Great Expectations now, for ``run_conformance`` to use later.
+def start_conformance_worker() -> None:
+    """Start a process that imports Great Expectations now, for ``run_conformance`` to use later.
 
     The import costs about 4 s and 150 MiB. ``minimeter run`` calls this before its Beam job, so
-    that the import overlaps the job instead of following it, and the suites then run ``count``
-    at a time. The workers serve every later run of this process. A worker that fails leaves its
-    task to this process, which checks it as before.
+    that the import overlaps the job (on the core the job leaves free) instead of following it.
+    The worker serves every later run of this process. A task it fails is checked here instead.
     """
-    global _WORKERS
-    if _WORKERS is not None:
+    global _WORKER
+    if _WORKER is not None:
         return
     try:
-        _WORKERS = _Workers(count)
+        _WORKER = _Worker()
     except OSError:
         return
-    atexit.register(_stop_workers)
+    atexit.register(_stop_worker)
 
 
-def _stop_workers() -> None:
-    global _WORKERS
-    if _WORKERS is not None:
-        _WORKERS.stop()
-        _WORKERS = None
+def _stop_worker() -> None:
+    global _WORKER
+    if _WORKER is not None:
+        _WORKER.stop()
+        _WORKER = None
 
 
 def quarantine(out: Path, recipient: str, run_id: str) -> Path:

@@ -142,7 +142,7 @@ def run(cfg: RunConfig) -> RunResult:
     from minimeter.pipeline import stages
     from minimeter.pipeline.audit import write_audit, write_conformance
     from minimeter.pipeline.manifest import write_manifests
-    from minimeter.quality import start_conformance_workers
+    from minimeter.quality import start_conformance_worker
     from minimeter.registry import ConsentRegistry, MeterRegistry
 
     started = time.perf_counter()
@@ -152,7 +152,7 @@ def run(cfg: RunConfig) -> RunResult:
     _check_inputs(cfg, ps)
     MeterRegistry.load(cfg.meters)  # fail now, with a clear message, rather than in a worker
     ConsentRegistry.load(cfg.consent)
-    start_conformance_workers()  # Great Expectations' import overlaps the Beam job
+    start_conformance_worker()  # Great Expectations' import overlaps the Beam job
     as_of = datetime(cfg.as_of.year, cfg.as_of.month, cfg.as_of.day, tzinfo=UTC)
     options = PipelineOptions(list(cfg.beam_args))
     if not options.view_as(StandardOptions).runner:
