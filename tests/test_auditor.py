@@ -220,3 +220,52 @@ def test_conformance_workers_agree_with_the_in_process_check(run: Path, fleet: P
         assert quality.run_conformance(run, ps, **check) == here  # type: ignore[arg-type]
     finally:
         quality._stop_worker()
+
+
+def test_conformance_in_small_batches_agrees_with_one_batch(run: Path, fleet: Path) -> None:
+    """Checked in three or four batches (spacing carried across batches), every recipient gets
+    the results of a single-batch check, and a too-close timestamp in the next batch is caught."""
+    from datetime import UTC, datetime
+
+    from minimeter import quality
+    from minimeter.policy.load import load_policy_set
+    from minimeter.registry import MeterRegistry
+
+    ps = load_policy_set(ROOT / "policies")
+    raw = sorted(MeterRegistry.load(fleet / "meters.csv").meters)
+    as_of = datetime(2026, 1, 21, tzinfo=UTC)
+    checked = 0
+    for p in ps.policies:
+        if p.delivery == "cms-forward":
+            continue
+        rows = sum(len(f) for f in quality.read_batches(run, p.id))
+        args = {"expected_rows": rows, "raw_meters": raw, "as_of": as_of}
+        # a context per check: a context refuses a second data source of the same name
+        whole = quality.check_recipient(
+            quality._context(), p, [quality.read_output(run, p.id)], **args
+        )
+        batches = list(quality.read_batches(run, p.id, max_rows=rows // 3 + 1))
+        small = quality.check_recipient(quality._context(), p, batches, **args)
+        assert small == whole and all(r.success for r in whole), p.id
+        checked += len(batches) >= 3
+    assert checked >= 5
+
+    # fr-enedis-daily: a second value one hour after a meter's first day, in a later batch
+    policy = {p.id: p for p in ps.policies}["fr-enedis-daily"]
+    frames = list(quality.read_batches(run, policy.id, max_rows=10))
+    first = frames[0].iloc[[0]].copy()
+    first["ts"] = first["ts"] + pd.Timedelta(hours=1)
+    later = [*frames, first]
+    results = quality.check_recipient(
+        quality._context(),
+        policy,
+        later,
+        expected_rows=sum(len(f) for f in later),
+        raw_meters=raw,
+        as_of=as_of,
+    )
+    failed = {(r.expectation, r.column) for r in results if not r.success}
+    assert failed == {
+        ("expect_column_values_to_be_between", "_gap_s"),
+        ("expect_column_values_to_be_in_set", "_aligned"),
+    }
