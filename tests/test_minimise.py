@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -12,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minimeter.minimise import (
+    AreaTotal,
     Deliverable,
+    aggregate_group,
     coarsen,
     deliver_meter,
     in_scope,
@@ -183,3 +187,48 @@ def test_only_the_policy_stage_creates_deliverables() -> None:
 
     clone = pickle.loads(pickle.dumps(rows[0]))
     assert isinstance(clone, Deliverable) and clone.value.tolist() == rows[0].value.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-1e12, 1e12), min_size=1, max_size=60),
+    st.randoms(use_true_random=False),
+    st.integers(1, 6),
+)
+def test_area_totals_do_not_depend_on_order_or_split(
+    values: list[float], rnd: random.Random, parts: int
+) -> None:
+    """A runner combines partial totals in any order and split: the total is the same, exactly
+    the correctly rounded sum."""
+    shuffled = values[:]
+    rnd.shuffle(shuffled)
+    cuts = sorted(rnd.randrange(len(shuffled) + 1) for _ in range(parts - 1))
+    chunks = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
+    partials = []
+    for chunk in chunks:
+        total = AreaTotal()
+        for v in chunk:
+            total.add(v, 4)
+        partials.append(total)
+    rnd.shuffle(partials)
+    merged = AreaTotal()
+    for p in partials:
+        merged.merge(p)
+    assert merged.value == math.fsum(values)
+    assert merged.meters == len(values) and merged.readings == 4 * len(values)
+
+
+def test_aggregate_group_suppresses_below_k() -> None:
+    policy = POLICIES["de-tso-balancing"]
+    k = policy.k_anonymity
+    assert k is not None
+    small, enough = AreaTotal(), AreaTotal()
+    for i in range(k - 1):
+        small.add(1.0 + i, 4)
+        enough.add(1.0 + i, 4)
+    enough.add(0.1, 4)
+    row, counts = aggregate_group(policy, "DE-HH-1", "1-0:1.29.0", "Wh", JAN1, small)
+    assert row is None and counts == {"suppressed-k": 4 * (k - 1), "groups-suppressed-k": 1}
+    row, counts = aggregate_group(policy, "DE-HH-1", "1-0:1.29.0", "Wh", JAN1, enough)
+    assert row is not None and counts == {"kept": 4 * k}
+    assert row.n_meters.tolist() == [k] and row.value.tolist() == [math.fsum([*range(1, k), 0.1])]

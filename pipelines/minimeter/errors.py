@@ -65,3 +65,10 @@ class PayloadError(MinimeterError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("payload-invalid", detail)
+
+
+class SpillError(MinimeterError):
+    """A spill file (decoded readings parked between stages) is missing, altered or unreadable."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("spill-invalid", detail)

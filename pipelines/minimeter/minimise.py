@@ -10,8 +10,9 @@ Only this module creates ``Deliverable`` objects, and the writers accept nothing
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -290,25 +291,72 @@ def deliver_meter(
     return out, coarse_values, counts
 
 
+class AreaTotal:
+    """What meters contribute to one (area, OBIS, interval) total: how many meters, how many raw
+    readings, and the exact sum of their values.
+
+    The sum is kept as non-overlapping partial sums (Shewchuk's exact summation), so totals
+    merged in any order, as a runner's combiner does, give the same correctly rounded value:
+    outputs do not depend on the runner or on how it split the work."""
+
+    __slots__ = ("meters", "readings", "partials", "special")
+
+    def __init__(self) -> None:
+        self.meters = 0
+        self.readings = 0
+        self.partials: list[float] = []
+        self.special = 0.0
+        """The sum of non-finite values (inf, nan), which exact summation cannot hold."""
+
+    def add(self, value: float, readings: int, meters: int = 1) -> AreaTotal:
+        self.meters += meters
+        self.readings += readings
+        self._add_exact(value)
+        return self
+
+    def merge(self, other: AreaTotal) -> AreaTotal:
+        self.meters += other.meters
+        self.readings += other.readings
+        self.special += other.special
+        for partial in other.partials:
+            self._add_exact(partial)
+        return self
+
+    def _add_exact(self, x: float) -> None:
+        if not math.isfinite(x):
+            self.special += x
+            return
+        kept = 0
+        for y in self.partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            high = x + y
+            low = y - (high - x)
+            if low:
+                self.partials[kept] = low
+                kept += 1
+            x = high
+        self.partials[kept:] = [x]
+
+    @property
+    def value(self) -> float:
+        return math.fsum(self.partials) + self.special
+
+
 def aggregate_group(
-    policy: Policy,
-    area: str,
-    obis: str,
-    unit: str,
-    ts_us: int,
-    contributions: Sequence[tuple[str, float, int]],
+    policy: Policy, area: str, obis: str, unit: str, ts_us: int, total: AreaTotal
 ) -> tuple[Deliverable | None, Counter[str]]:
-    """One (area, OBIS, interval) total over distinct meters; suppressed below k."""
+    """One (area, OBIS, interval) total over its meters; suppressed below k.
+
+    Each meter contributes once to a group: the policy stage sees all of a meter's messages at
+    once and coarsening yields one value per interval."""
     counts: Counter[str] = Counter()
-    meters = {m for m, _, _ in contributions}
-    readings = sum(r for _, _, r in contributions)
     assert policy.k_anonymity is not None
-    if len(meters) < policy.k_anonymity:
-        counts["suppressed-k"] += readings
+    if total.meters < policy.k_anonymity:
+        counts["suppressed-k"] += total.readings
         counts["groups-suppressed-k"] += 1
         return None, counts
-    counts["kept"] += readings
-    total = float(sum(v for _, v, _ in contributions))
+    counts["kept"] += total.readings
     row = Deliverable(
         _ISSUED,
         recipient=policy.id,
@@ -317,8 +365,8 @@ def aggregate_group(
         obis=obis,
         unit=unit,
         ts_us=np.array([ts_us], dtype=np.int64),
-        value=np.array([total]),
-        n_meters=np.array([len(meters)], dtype=np.int64),
+        value=np.array([total.value]),
+        n_meters=np.array([total.meters], dtype=np.int64),
     )
     return row, counts
 

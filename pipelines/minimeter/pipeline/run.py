@@ -144,6 +144,7 @@ def run(cfg: RunConfig) -> RunResult:
     from minimeter.pipeline.manifest import write_manifests
     from minimeter.quality import start_conformance_worker
     from minimeter.registry import ConsentRegistry, MeterRegistry
+    from minimeter.spill import remove_spill
 
     started = time.perf_counter()
     started_at = datetime.now(UTC)
@@ -163,50 +164,62 @@ def run(cfg: RunConfig) -> RunResult:
     out = str(cfg.out)
     counts_path = cfg.out / "_audit" / f".counts-{cfg.run_id}.json"
     aggregates = frozenset(p.id for p in ps.policies if p.delivery == "aggregate")
-
-    with beam.Pipeline(options=options) as pipeline:
-        read = pipeline | "ReadMessages" >> stages.ReadMessages(cfg.input, _glob_base(cfg.input))
-        opened = read.messages | "OpenCms" >> stages.OpenCms(pki)
-        decoded = opened.opened | "DecodePayload" >> stages.DecodePayload()
-        rows, policy_counts = decoded.decoded | "ApplyPolicies" >> stages.ApplyPolicies(
-            ps.policies,
-            meters=str(cfg.meters),
-            consent=str(cfg.consent),
-            secret=str(cfg.pki / "pseudonym-secret.key"),
-            as_of=as_of,
-        )
-        written = rows | "WriteParquet" >> stages.WriteParquet(
-            out, cfg.run_id, ps.digest, aggregates
-        )
-        relayed = opened[stages.FORWARD] | "WriteForwards" >> beam.Map(stages.write_forward, out)
-        dead = (
-            read[stages.DEAD],
-            opened[stages.DEAD],
-            decoded[stages.DEAD],
-        ) | "DeadLetters" >> beam.Flatten()
-        dead = dead | "RedactNames" >> stages.RedactMeterIds(str(cfg.meters))
-        dead_total = (
-            dead
-            | "AllDeadLetters" >> beam.combiners.ToList()
-            | "WriteDeadLetters"
-            >> beam.Map(lambda letters: stages.write_dead_letters(out, cfg.run_id, letters))
-            | "DeadCount" >> beam.Map(lambda n: stages.count(stages.RUN, "dead-letters", n))
-        )
-        (
-            (
-                read[stages.COUNTS],
-                opened[stages.COUNTS],
-                decoded[stages.COUNTS],
-                policy_counts,
-                written,
-                relayed,
-                dead_total,
+    secret = str(cfg.pki / "pseudonym-secret.key")
+    spill = stages.SpillPlace(out, cfg.run_id, secret)
+    remove_spill(out, cfg.run_id)  # a re-run of the same id starts clean
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            read = pipeline | "ReadMessages" >> stages.ReadMessages(
+                cfg.input, _glob_base(cfg.input)
             )
-            | "AllCounts" >> beam.Flatten()
-            | "Sum" >> beam.CombinePerKey(sum)
-            | "CountList" >> beam.combiners.ToList()
-            | "WriteCounts" >> beam.Map(lambda items: stages.write_counts(str(counts_path), items))
-        )
+            opened = read.messages | "OpenCms" >> stages.OpenCms(pki)
+            decoded = opened.opened | "DecodePayload" >> stages.DecodePayload(spill)
+            rows, policy_counts = decoded.decoded | "ApplyPolicies" >> stages.ApplyPolicies(
+                ps.policies,
+                meters=str(cfg.meters),
+                consent=str(cfg.consent),
+                secret=spill.secret,
+                as_of=as_of,
+                spill=spill,
+            )
+            written = rows | "WriteParquet" >> stages.WriteParquet(
+                out, cfg.run_id, ps.digest, aggregates
+            )
+            relayed = opened[stages.FORWARD] | "WriteForwards" >> beam.Map(
+                stages.write_forward, out
+            )
+            dead = (
+                read[stages.DEAD],
+                opened[stages.DEAD],
+                decoded[stages.DEAD],
+            ) | "DeadLetters" >> beam.Flatten()
+            dead = dead | "RedactNames" >> stages.RedactMeterIds(str(cfg.meters))
+            dead_total = (
+                dead
+                | "AllDeadLetters" >> beam.combiners.ToList()
+                | "WriteDeadLetters"
+                >> beam.Map(lambda letters: stages.write_dead_letters(out, cfg.run_id, letters))
+                | "DeadCount" >> beam.Map(lambda n: stages.count(stages.RUN, "dead-letters", n))
+            )
+            (
+                (
+                    read[stages.COUNTS],
+                    opened[stages.COUNTS],
+                    decoded[stages.COUNTS],
+                    policy_counts,
+                    written,
+                    relayed,
+                    dead_total,
+                )
+                | "AllCounts" >> beam.Flatten()
+                | "Sum" >> beam.CombinePerKey(sum)
+                | "CountList" >> beam.combiners.ToList()
+                | "WriteCounts"
+                >> beam.Map(lambda items: stages.write_counts(str(counts_path), items))
+            )
+    finally:  # decoded readings never outlive the job, whatever its outcome
+        remove_spill(out, cfg.run_id)
+    pipeline_seconds = time.perf_counter() - started
 
     counts = {(rid, reason): n for rid, reason, n in json.loads(counts_path.read_text())}
     counts_path.unlink()
@@ -227,7 +240,7 @@ def run(cfg: RunConfig) -> RunResult:
             )
         ),
         seconds=time.perf_counter() - started,
-        pipeline_seconds=time.perf_counter() - started,
+        pipeline_seconds=pipeline_seconds,
     )
     from minimeter.quality import check_and_quarantine
 

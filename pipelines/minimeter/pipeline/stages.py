@@ -19,17 +19,28 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from minimeter.cms import Relayed, TrustStore, open_or_relay
 from minimeter.cms.signed import DEFAULT_MAX_SIZE
 from minimeter.errors import CmsError, PayloadError
 from minimeter.keys import load_certificates, load_private_key
-from minimeter.minimise import Deliverable, aggregate_group, deliver_meter, horizon_us, select
+from minimeter.minimise import (
+    AreaTotal,
+    Deliverable,
+    aggregate_group,
+    deliver_meter,
+    horizon_us,
+    select,
+)
 from minimeter.payload.k461 import DecodedProfile, DecodedSeries, decode_profile
 from minimeter.pipeline.outputs import atomic_write, deliverable_table, safe_name, write_parquet
 from minimeter.policy.model import Policy
 from minimeter.pseudonym import recipient_key
 from minimeter.registry import ConsentRegistry, MeterRegistry
+from minimeter.spill import Spill, SpillRef, spill_directory, spill_key
 
 DEAD = "dead"
 FORWARD = "forward"
@@ -69,12 +80,6 @@ class Forwarded:
     recipient: str
     message: str
     data: bytes
-
-
-@dataclass(frozen=True)
-class DecodedMessage:
-    message: str
-    profile: DecodedProfile
 
 
 def count(recipient: str, reason: str, n: int) -> tuple[tuple[str, str], int]:
@@ -196,7 +201,33 @@ class OpenCms(beam.PTransform):
 # --- 3. DecodePayload -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SpillPlace:
+    """Where a run parks decoded profiles (``minimeter.spill``): paths only; the key is derived
+    in ``setup()`` from the pseudonym secret's file."""
+
+    out: str
+    run_id: str
+    secret: str
+
+    def open(self) -> Spill:
+        key = spill_key(Path(self.secret).read_bytes(), self.run_id)
+        return Spill(spill_directory(self.out, self.run_id), key)
+
+
 class _Decode(beam.DoFn):
+    SPILL_BATCH = 32
+    """Profiles sealed into one spill file."""
+
+    def __init__(self, spill: SpillPlace) -> None:
+        self.place = spill
+
+    def setup(self) -> None:
+        self.spill = self.place.open()
+
+    def start_bundle(self) -> None:
+        self.pending: list[DecodedProfile] = []
+
     def process(self, element: OpenedPayload) -> Iterator[Any]:
         try:
             profile = decode_profile(element.payload)
@@ -207,14 +238,36 @@ class _Decode(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "opened", 1))
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "readings", profile.readings))
-        yield DecodedMessage(element.message, profile)
+        self.pending.append(profile)
+        if len(self.pending) >= self.SPILL_BATCH:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for meter_ref in self._flush():
+            yield WindowedValue(meter_ref, MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _flush(self) -> list[tuple[str, SpillRef]]:
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        refs = self.spill.put(pending)
+        return [(p.meter, ref) for p, ref in zip(pending, refs, strict=True)]
 
 
 class DecodePayload(beam.PTransform):
-    """K461 XML (zlib detected, parsed safely) into readings; failures are dead letters."""
+    """K461 XML (zlib detected, parsed safely) into readings; failures are dead letters.
+
+    The main output is ``(meter, spill file name)``: the profile itself waits in the run's
+    encrypted spill (``minimeter.spill``), so the shuffle by meter carries names, not readings."""
+
+    def __init__(self, spill: SpillPlace) -> None:
+        super().__init__()
+        self.spill = spill
 
     def expand(self, opened: Any) -> Any:
-        return opened | "Decode" >> beam.ParDo(_Decode()).with_outputs(DEAD, COUNTS, main="decoded")
+        return opened | "Decode" >> beam.ParDo(_Decode(self.spill)).with_outputs(
+            DEAD, COUNTS, main="decoded"
+        )
 
 
 # --- 4. ApplyPolicies ---------------------------------------------------------------------------
@@ -233,6 +286,7 @@ class _Minimise(beam.DoFn):
         consent: str,
         secret: str,
         as_of: datetime,
+        spill: SpillPlace,
     ) -> None:
         self.policies = policies
         self.meters_path, self.consent_path, self.secret_path, self.as_of = (
@@ -241,8 +295,10 @@ class _Minimise(beam.DoFn):
             secret,
             as_of,
         )
+        self.place = spill
 
     def setup(self) -> None:
+        self.spill = self.place.open()
         self.meters = MeterRegistry.load(self.meters_path)
         self.consent = ConsentRegistry.load(self.consent_path)
         self.horizons = {p.id: horizon_us(p, self.as_of) for p in self.policies}
@@ -251,9 +307,9 @@ class _Minimise(beam.DoFn):
             p.id: recipient_key(secret, p.id) for p in self.policies if p.identity == "pseudonym"
         }
 
-    def process(self, element: tuple[str, Iterable[DecodedProfile]]) -> Iterator[Any]:
-        meter, grouped = element
-        profiles = list(grouped)
+    def process(self, element: tuple[str, Iterable[SpillRef]]) -> Iterator[Any]:
+        meter, refs = element
+        profiles = [self.spill.take(ref) for ref in sorted(refs)]
         info = self.meters.get(meter)
         for policy in self.policies:
             counts: Counter[str] = Counter()
@@ -276,23 +332,40 @@ class _Minimise(beam.DoFn):
                             strict=True,
                         ):
                             key = (policy.id, info.area, part.obis, part.unit, ts)
-                            yield beam.pvalue.TaggedOutput(
-                                AGGREGATE, (key, (meter, value, readings))
-                            )
+                            yield beam.pvalue.TaggedOutput(AGGREGATE, (key, (value, readings)))
             for reason, n in counts.items():
                 if n:
                     yield beam.pvalue.TaggedOutput(COUNTS, count(policy.id, reason, n))
+
+
+class _SumPerArea(beam.CombineFn):  # type: ignore[misc]
+    """Meters' values per (recipient, area, OBIS, unit, interval): combined before the shuffle,
+    so that the shuffle carries one partial total per group, not one element per meter."""
+
+    def create_accumulator(self) -> AreaTotal:
+        return AreaTotal()
+
+    def add_input(self, total: AreaTotal, contribution: tuple[float, int]) -> AreaTotal:
+        value, readings = contribution
+        return total.add(value, readings)
+
+    def merge_accumulators(self, totals: Iterable[AreaTotal]) -> AreaTotal:
+        merged = AreaTotal()
+        for total in totals:
+            merged.merge(total)
+        return merged
+
+    def extract_output(self, total: AreaTotal) -> AreaTotal:
+        return total
 
 
 class _Aggregate(beam.DoFn):
     def __init__(self, policies: tuple[Policy, ...]) -> None:
         self.policies = {p.id: p for p in policies}
 
-    def process(
-        self, element: tuple[tuple[str, str, str, str, int], Iterable[tuple[str, float, int]]]
-    ) -> Iterator[Any]:
-        (rid, area, obis, unit, ts), contributions = element
-        row, counts = aggregate_group(self.policies[rid], area, obis, unit, ts, list(contributions))
+    def process(self, element: tuple[tuple[str, str, str, str, int], AreaTotal]) -> Iterator[Any]:
+        (rid, area, obis, unit, ts), total = element
+        row, counts = aggregate_group(self.policies[rid], area, obis, unit, ts, total)
         for reason, n in counts.items():
             yield beam.pvalue.TaggedOutput(COUNTS, count(rid, reason, n))
         if row is not None:
@@ -310,15 +383,16 @@ class ApplyPolicies(beam.PTransform):
         consent: str,
         secret: str,
         as_of: datetime,
+        spill: SpillPlace,
     ) -> None:
         super().__init__()
         self.policies = tuple(p for p in policies if p.delivery != "cms-forward")
         self.meters, self.consent, self.secret, self.as_of = meters, consent, secret, as_of
+        self.spill = spill
 
     def expand(self, decoded: Any) -> Any:
         delivered = (
             decoded
-            | "ByMeter" >> beam.Map(lambda m: (m.profile.meter, m.profile))
             | "GroupByMeter" >> beam.GroupByKey()
             | "Minimise"
             >> beam.ParDo(
@@ -328,12 +402,13 @@ class ApplyPolicies(beam.PTransform):
                     consent=self.consent,
                     secret=self.secret,
                     as_of=self.as_of,
+                    spill=self.spill,
                 )
             ).with_outputs(AGGREGATE, COUNTS, main="rows")
         )
         aggregated = (
             delivered[AGGREGATE]
-            | "ByAreaAndInterval" >> beam.GroupByKey()
+            | "SumPerAreaAndInterval" >> beam.CombinePerKey(_SumPerArea())
             | "Aggregate" >> beam.ParDo(_Aggregate(self.policies)).with_outputs(COUNTS, main="rows")
         )
         rows = (delivered.rows, aggregated.rows) | "AllRows" >> beam.Flatten()

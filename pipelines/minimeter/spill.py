@@ -1,0 +1,161 @@
+"""Decoded profiles parked on disk between the decode and the policy stage (no Beam here).
+
+Grouping a meter's messages needs a shuffle. A runner that keeps its shuffle in memory (Beam's
+FnApiRunner) would otherwise hold every decoded profile of the run, several times over, until the
+policy stage reads them: memory grows with the input. Instead the decode stage writes each profile
+to a spill file and the shuffle carries only the file's name.
+
+Spill files hold readings and raw meter ids, so they are encrypted and authenticated
+(AES-256-GCM, the file name as associated data) under a key derived with HKDF from the pseudonym
+secret and the run id: no plaintext at rest, and a file that was altered, swapped or truncated is
+refused before it is parsed. The format inside is a JSON header and raw arrays (no pickle). The run deletes its spill
+directory when the job ends, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from minimeter.errors import SpillError
+from minimeter.payload.k461 import DecodedProfile, DecodedSeries
+
+_SALT = b"minimeter spill v1"
+_NONCE = 12
+
+
+def spill_directory(out: Path | str, run_id: str) -> Path:
+    return Path(out) / "_work" / run_id / "profiles"
+
+
+def spill_key(secret: bytes, run_id: str) -> bytes:
+    """The run's spill key: HKDF-SHA256 of the pseudonym secret, bound to the run id."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=run_id.encode()).derive(
+        secret
+    )
+
+
+_HEADER = struct.Struct("<I")
+
+
+def encode_profile(profile: DecodedProfile) -> bytes:
+    """A profile as bytes: a length-prefixed JSON header (meter, and per series its OBIS code,
+    unit, capture period and reading count), then the times (int64), values (float64) and
+    statuses (int64) of every series, little-endian."""
+    series = profile.series
+    header = json.dumps(
+        {
+            "meter": profile.meter,
+            "series": [[s.obis, s.unit, int(s.step_us), len(s.times_us)] for s in series],
+        }
+    ).encode()
+    parts = [_HEADER.pack(len(header)), header]
+    for name, dtype, _ in _COLUMNS:
+        parts += [np.ascontiguousarray(getattr(s, name), dtype=dtype).tobytes() for s in series]
+    return b"".join(parts)
+
+
+_COLUMNS = (
+    ("times_us", "<i8", np.int64),
+    ("values", "<f8", np.float64),
+    ("statuses", "<i8", np.int64),
+)
+
+
+def decode_profile_blob(data: bytes) -> DecodedProfile:
+    """The inverse of ``encode_profile``; anything but an exact fit is refused."""
+    try:
+        (size,) = _HEADER.unpack_from(data)
+        meta = json.loads(data[_HEADER.size : _HEADER.size + size])
+        described = [(str(o), str(u), int(step), int(n)) for o, u, step, n in meta["series"]]
+        total = sum(n for *_, n in described)
+        if len(data) != _HEADER.size + size + 24 * total or any(n < 0 for *_, n in described):
+            raise ValueError("length")
+        at = _HEADER.size + size
+        columns = []
+        for _, stored, native in _COLUMNS:
+            columns.append(np.frombuffer(data, stored, total, at).astype(native))
+            at += 8 * total
+        times, values, statuses = columns
+        out, start = [], 0
+        for obis, unit, step, n in described:
+            end = start + n
+            out.append(
+                DecodedSeries(
+                    obis, unit, times[start:end], values[start:end], statuses[start:end], step
+                )
+            )
+            start = end
+        return DecodedProfile(str(meta["meter"]), tuple(out))
+    except (struct.error, KeyError, ValueError, TypeError) as exc:
+        raise SpillError(f"spill content is not a profile ({type(exc).__name__})") from None
+
+
+SpillRef = tuple[str, int, int]
+"""Where one profile waits: spill file name, offset and length of its sealed segment."""
+
+
+@dataclass(frozen=True)
+class Spill:
+    """One run's spill files. ``put`` seals several profiles into one new file (a file per
+    profile would cost a file creation each) and returns a reference per profile; ``take`` reads
+    one profile back by its reference, reading only its segment."""
+
+    directory: Path
+    key: bytes
+
+    def put(self, profiles: list[DecodedProfile]) -> list[SpillRef]:
+        name = secrets.token_hex(16)
+        aead = AESGCM(self.key)
+        segments, refs, offset = [], [], 0
+        for profile in profiles:
+            nonce = secrets.token_bytes(_NONCE)
+            sealed = nonce + aead.encrypt(nonce, encode_profile(profile), _aad(name, offset))
+            segments.append(sealed)
+            refs.append((name, offset, len(sealed)))
+            offset += len(sealed)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / name, "wb") as f:  # read only after put() has returned
+            f.writelines(segments)
+        return refs
+
+    def take(self, ref: SpillRef) -> DecodedProfile:
+        name, offset, length = ref
+        if len(name) != 32 or not all(c in "0123456789abcdef" for c in name):
+            raise SpillError("spill file name is malformed")
+        try:
+            with open(self.directory / name, "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
+        except OSError as exc:
+            raise SpillError(f"spill file cannot be read ({exc.strerror})") from None
+        try:
+            plain = AESGCM(self.key).decrypt(data[:_NONCE], data[_NONCE:], _aad(name, offset))
+        except (InvalidTag, ValueError):
+            raise SpillError("spill segment fails authentication") from None
+        return decode_profile_blob(plain)
+
+
+def _aad(name: str, offset: int) -> bytes:
+    """A segment authenticates its place: moved to another file or offset, it is refused."""
+    return f"{name}:{offset}".encode()
+
+
+def remove_spill(out: Path | str, run_id: str) -> None:
+    """Delete the run's spill directory (and ``_work`` when nothing else is left in it)."""
+    run_dir = Path(out) / "_work" / run_id
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()
+    except OSError:
+        pass
