@@ -143,6 +143,7 @@ def test_messages_are_all_accounted_for(fleet: Path, run: Path) -> None:
             v for k, v in c.items() if k.startswith("dropped-") or k in ("kept", "suppressed-k")
         )
         assert parts == readings, (rid, c)
+    assert not (run / "_work").exists()  # the job's spill (decoded readings) is gone
 
 
 def test_scope_and_obis(run: Path, policies, meters: pd.DataFrame, fleet: Path) -> None:  # noqa: ANN001
