@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cms.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_runner_ceiling.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines tests benchmarks

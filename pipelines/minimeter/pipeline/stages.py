@@ -244,7 +244,7 @@ class _Decode(beam.DoFn):
 
     def finish_bundle(self) -> Iterator[Any]:
         for meter_ref in self._flush():
-            yield WindowedValue(meter_ref, MIN_TIMESTAMP, [GlobalWindow()])
+            yield WindowedValue(meter_ref, MIN_TIMESTAMP, (GlobalWindow(),))
 
     def _flush(self) -> list[tuple[str, SpillRef]]:
         pending, self.pending = self.pending, []
@@ -338,7 +338,7 @@ class _Minimise(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(COUNTS, count(policy.id, reason, n))
 
 
-class _SumPerArea(beam.CombineFn):  # type: ignore[misc]
+class _SumPerArea(beam.CombineFn):
     """Meters' values per (recipient, area, OBIS, unit, interval): combined before the shuffle,
     so that the shuffle carries one partial total per group, not one element per meter."""
 
