@@ -2,7 +2,8 @@
 
 (a) FnApiRunner in memory, (b) FnApiRunner with two worker processes, (c) PortableRunner against
 Beam's Python job service with an EXTERNAL worker pool: separate worker processes, the
-portability path Flink, Spark and Dataflow use for Python.
+portability path Flink, Spark and Dataflow use for Python. Also (a) with ``--no-spill``: decoded
+readings in the runner's shuffle instead of the encrypted spill give the same datasets.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def test_three_runners_give_identical_datasets(
     job_port, pool_port = portable_services
     runs = {
         "in_memory": ["--direct_running_mode=in_memory"],
+        "in_memory_no_spill": ["--direct_running_mode=in_memory", "--no-spill"],
         "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
         "portable": [
             "--runner=PortableRunner",
@@ -131,5 +133,5 @@ def test_three_runners_give_identical_datasets(
         )
     reference = results["in_memory"]
     assert sum(len(v) for k, v in reference.items() if not k.startswith("_")) > 1000
-    for name in ("multi_processing", "portable"):
+    for name in ("in_memory_no_spill", "multi_processing", "portable"):
         assert results[name] == reference, name

@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--out", required=True, metavar="DIR")
     rn.add_argument("--as-of", default=None, metavar="DATE")
     rn.add_argument("--run-id", default=None, metavar="ID")
+    rn.add_argument(
+        "--no-spill",
+        action="store_true",
+        help="keep decoded readings in the runner's shuffle instead of the encrypted spill under "
+        "OUT/_work (for runners whose shuffle spills to disk itself: Flink, Spark, Dataflow)",
+    )
     rn.set_defaults(handler=_run, allow_extra=True)
 
     cf = commands.add_parser("conformance", help="re-check a run's outputs against its policies")
@@ -309,6 +315,7 @@ def _run(args: argparse.Namespace) -> int:
         meters=Path(args.meters),
         out=Path(args.out),
         beam_args=tuple(args.beam_args),
+        spill=not args.no_spill,
         **extra,  # type: ignore[arg-type]
     )
     return main_run(cfg)

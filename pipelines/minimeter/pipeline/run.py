@@ -54,6 +54,9 @@ class RunConfig:
         default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     )
     beam_args: tuple[str, ...] = ()
+    spill: bool = True
+    """Decoded profiles wait in the encrypted spill (``minimeter.spill``) rather than in the
+    runner's shuffle: bounded memory on runners that keep shuffles in memory (FnApiRunner)."""
 
     def absolute(self) -> RunConfig:
         """Every path absolute: workers in other processes must see the same files."""
@@ -67,6 +70,7 @@ class RunConfig:
             as_of=self.as_of,
             run_id=self.run_id,
             beam_args=self.beam_args,
+            spill=self.spill,
         )
 
 
@@ -165,7 +169,7 @@ def run(cfg: RunConfig) -> RunResult:
     counts_path = cfg.out / "_audit" / f".counts-{cfg.run_id}.json"
     aggregates = frozenset(p.id for p in ps.policies if p.delivery == "aggregate")
     secret = str(cfg.pki / "pseudonym-secret.key")
-    spill = stages.SpillPlace(out, cfg.run_id, secret)
+    spill = stages.SpillPlace(out, cfg.run_id, secret) if cfg.spill else None
     remove_spill(out, cfg.run_id)  # a re-run of the same id starts clean
     try:
         with beam.Pipeline(options=options) as pipeline:
@@ -178,7 +182,7 @@ def run(cfg: RunConfig) -> RunResult:
                 ps.policies,
                 meters=str(cfg.meters),
                 consent=str(cfg.consent),
-                secret=spill.secret,
+                secret=secret,
                 as_of=as_of,
                 spill=spill,
             )

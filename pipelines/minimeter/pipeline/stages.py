@@ -219,11 +219,11 @@ class _Decode(beam.DoFn):
     SPILL_BATCH = 32
     """Profiles sealed into one spill file."""
 
-    def __init__(self, spill: SpillPlace) -> None:
+    def __init__(self, spill: SpillPlace | None) -> None:
         self.place = spill
 
     def setup(self) -> None:
-        self.spill = self.place.open()
+        self.spill = self.place.open() if self.place is not None else None
 
     def start_bundle(self) -> None:
         self.pending: list[DecodedProfile] = []
@@ -238,6 +238,9 @@ class _Decode(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "opened", 1))
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "readings", profile.readings))
+        if self.spill is None:
+            yield profile.meter, profile
+            return
         self.pending.append(profile)
         if len(self.pending) >= self.SPILL_BATCH:
             yield from self._flush()
@@ -248,7 +251,7 @@ class _Decode(beam.DoFn):
 
     def _flush(self) -> list[tuple[str, SpillRef]]:
         pending, self.pending = self.pending, []
-        if not pending:
+        if not pending or self.spill is None:
             return []
         refs = self.spill.put(pending)
         return [(p.meter, ref) for p, ref in zip(pending, refs, strict=True)]
@@ -257,10 +260,11 @@ class _Decode(beam.DoFn):
 class DecodePayload(beam.PTransform):
     """K461 XML (zlib detected, parsed safely) into readings; failures are dead letters.
 
-    The main output is ``(meter, spill file name)``: the profile itself waits in the run's
-    encrypted spill (``minimeter.spill``), so the shuffle by meter carries names, not readings."""
+    The main output is ``(meter, spill reference)``: the profile itself waits in the run's
+    encrypted spill (``minimeter.spill``), so the shuffle by meter carries references, not
+    readings. Without a spill (``None``) it is ``(meter, profile)``."""
 
-    def __init__(self, spill: SpillPlace) -> None:
+    def __init__(self, spill: SpillPlace | None) -> None:
         super().__init__()
         self.spill = spill
 
@@ -286,7 +290,7 @@ class _Minimise(beam.DoFn):
         consent: str,
         secret: str,
         as_of: datetime,
-        spill: SpillPlace,
+        spill: SpillPlace | None,
     ) -> None:
         self.policies = policies
         self.meters_path, self.consent_path, self.secret_path, self.as_of = (
@@ -298,7 +302,7 @@ class _Minimise(beam.DoFn):
         self.place = spill
 
     def setup(self) -> None:
-        self.spill = self.place.open()
+        self.spill = self.place.open() if self.place is not None else None
         self.meters = MeterRegistry.load(self.meters_path)
         self.consent = ConsentRegistry.load(self.consent_path)
         self.horizons = {p.id: horizon_us(p, self.as_of) for p in self.policies}
@@ -307,9 +311,12 @@ class _Minimise(beam.DoFn):
             p.id: recipient_key(secret, p.id) for p in self.policies if p.identity == "pseudonym"
         }
 
-    def process(self, element: tuple[str, Iterable[SpillRef]]) -> Iterator[Any]:
-        meter, refs = element
-        profiles = [self.spill.take(ref) for ref in sorted(refs)]
+    def process(self, element: tuple[str, Iterable[Any]]) -> Iterator[Any]:
+        meter, grouped = element
+        spill = self.spill
+        profiles: list[DecodedProfile] = (
+            [spill.take(ref) for ref in sorted(grouped)] if spill is not None else list(grouped)
+        )
         info = self.meters.get(meter)
         for policy in self.policies:
             counts: Counter[str] = Counter()
@@ -383,7 +390,7 @@ class ApplyPolicies(beam.PTransform):
         consent: str,
         secret: str,
         as_of: datetime,
-        spill: SpillPlace,
+        spill: SpillPlace | None,
     ) -> None:
         super().__init__()
         self.policies = tuple(p for p in policies if p.delivery != "cms-forward")
