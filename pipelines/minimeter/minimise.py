@@ -308,8 +308,9 @@ class AreaTotal:
         self.special = 0.0
         """The sum of non-finite values (inf, nan), which exact summation cannot hold."""
 
-    def add(self, value: float, readings: int, meters: int = 1) -> AreaTotal:
-        self.meters += meters
+    def add(self, value: float, readings: int) -> AreaTotal:
+        """One meter's value for the group, standing for ``readings`` raw readings."""
+        self.meters += 1
         self.readings += readings
         self._add_exact(value)
         return self

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import itertools
 import os
 import pickle
 import re
@@ -83,8 +84,8 @@ def read_batches(out: Path, recipient: str, max_rows: int | None = None) -> Iter
 def _derived(
     df: pd.DataFrame,
     policy: Policy,
-    last: dict[tuple[Any, ...], int] | None = None,
-    raw_meters: frozenset[str] = frozenset(),
+    last: dict[tuple[Any, ...], int],
+    raw_meters: frozenset[str],
 ) -> pd.DataFrame:
     """The data with the derived columns the suite checks. ``last`` carries each series' latest
     time (microseconds) from the batches before, so that the spacing check spans batches; it is
@@ -108,8 +109,8 @@ def _derived(
     ordered = df.assign(_us=ts_us).sort_values(keys + ["_us"])
     grouped = ordered.groupby(keys, dropna=False)["_us"]
     gaps = grouped.diff()
-    if last is not None and len(ordered):
-        firsts = grouped.head(1)
+    if len(ordered):
+        firsts, lasts = grouped.head(1), grouped.tail(1)
         before = [
             last.get(_key(k)) for k in ordered.loc[firsts.index, keys].itertuples(index=False)
         ]
@@ -118,9 +119,7 @@ def _derived(
             for t, b in zip(firsts.tolist(), before, strict=True)
         ]
         for k, t in zip(
-            ordered.loc[grouped.tail(1).index, keys].itertuples(index=False),
-            grouped.tail(1).tolist(),
-            strict=True,
+            ordered.loc[lasts.index, keys].itertuples(index=False), lasts.tolist(), strict=True
         ):
             last[_key(k)] = int(t)
     df["_gap_s"] = (gaps / US).reindex(df.index)
@@ -227,26 +226,20 @@ def check_recipient(
             # per batch only counted; the total is compared with the audit's count below
             expectation = gxe.ExpectTableRowCountToBeBetween(min_value=0)
         suite.add_expectation(expectation)
-    merged: list[_Merged] = []
+    rows = (df for df in batches if not df.empty)  # the row count is checked over all batches
+    first = next(rows, None)
+    frames = itertools.chain([_empty_frame(policy) if first is None else first], rows)
+    merged: list[_Merged] | None = None
     last: dict[tuple[Any, ...], int] = {}
     raw = frozenset(raw_meters)
-    checked = 0
-    for df in batches:
-        if df.empty:  # no rows to check (the row count is checked over all batches)
-            continue
+    for df in frames:
         data = _derived(df, policy, last, raw)
         result = batch_def.get_batch(batch_parameters={"dataframe": data}).validate(suite)
-        if not merged:
+        if merged is None:
             merged = [_Merged(r.expectation_config) for r in result.results]
         for m, r in zip(merged, result.results, strict=True):
             m.add(r)
-        checked += 1
-    if checked == 0:
-        data = _derived(_empty_frame(policy), policy, raw_meters=raw)
-        result = batch_def.get_batch(batch_parameters={"dataframe": data}).validate(suite)
-        merged = [_Merged(r.expectation_config) for r in result.results]
-        for m, r in zip(merged, result.results, strict=True):
-            m.add(r)
+    assert merged is not None  # at least one frame, empty or not, was validated
     return [m.result(policy.id, expected_rows) for m in merged]
 
 

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,12 @@ _SALT = b"minimeter spill v1"
 _NONCE = 12
 
 
+def _run_directory(out: Path | str, run_id: str) -> Path:
+    return Path(out) / "_work" / run_id
+
+
 def spill_directory(out: Path | str, run_id: str) -> Path:
-    return Path(out) / "_work" / run_id / "profiles"
+    return _run_directory(out, run_id) / "profiles"
 
 
 def spill_key(secret: bytes, run_id: str) -> bytes:
@@ -46,6 +51,11 @@ def spill_key(secret: bytes, run_id: str) -> bytes:
 
 
 _HEADER = struct.Struct("<I")
+_COLUMNS = (
+    ("times_us", "<i8", np.int64),
+    ("values", "<f8", np.float64),
+    ("statuses", "<i8", np.int64),
+)
 
 
 def encode_profile(profile: DecodedProfile) -> bytes:
@@ -63,13 +73,6 @@ def encode_profile(profile: DecodedProfile) -> bytes:
     for name, dtype, _ in _COLUMNS:
         parts += [np.ascontiguousarray(getattr(s, name), dtype=dtype).tobytes() for s in series]
     return b"".join(parts)
-
-
-_COLUMNS = (
-    ("times_us", "<i8", np.int64),
-    ("values", "<f8", np.float64),
-    ("statuses", "<i8", np.int64),
-)
 
 
 def decode_profile_blob(data: bytes) -> DecodedProfile:
@@ -114,9 +117,13 @@ class Spill:
     directory: Path
     key: bytes
 
+    @cached_property
+    def _aead(self) -> AESGCM:
+        return AESGCM(self.key)
+
     def put(self, profiles: list[DecodedProfile]) -> list[SpillRef]:
         name = secrets.token_hex(16)
-        aead = AESGCM(self.key)
+        aead = self._aead
         segments, refs, offset = [], [], 0
         for profile in profiles:
             nonce = secrets.token_bytes(_NONCE)
@@ -140,7 +147,7 @@ class Spill:
         except OSError as exc:
             raise SpillError(f"spill file cannot be read ({exc.strerror})") from None
         try:
-            plain = AESGCM(self.key).decrypt(data[:_NONCE], data[_NONCE:], _aad(name, offset))
+            plain = self._aead.decrypt(data[:_NONCE], data[_NONCE:], _aad(name, offset))
         except (InvalidTag, ValueError):
             raise SpillError("spill segment fails authentication") from None
         return decode_profile_blob(plain)
@@ -153,7 +160,7 @@ def _aad(name: str, offset: int) -> bytes:
 
 def remove_spill(out: Path | str, run_id: str) -> None:
     """Delete the run's spill directory (and ``_work`` when nothing else is left in it)."""
-    run_dir = Path(out) / "_work" / run_id
+    run_dir = _run_directory(out, run_id)
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
         run_dir.parent.rmdir()
