@@ -64,9 +64,14 @@ def test_interval_quantities_conserve_energy_over_complete_intervals(
     rng = np.random.default_rng(seed)
     deltas = rng.integers(0, 500, size=n)
     s = make_series("1-0:1.29.0", start, n, deltas, {start + h for h in holes})
-    coarse, dropped = coarsen(s, interval)
+    coarse, leftover = coarsen(s, interval)
+    dropped = 0 if leftover is None else len(leftover.times_us)
     kept = 0 if coarse is None else int(coarse.readings.sum())
     assert kept + dropped == len(s.times_us)
+    if leftover is not None:  # the leftover is exactly the readings outside complete intervals
+        delivered = set() if coarse is None else set(coarse.ts_us.tolist())
+        ends = interval_bounds(leftover.times_us, interval, STEP)[1]
+        assert not set(ends.tolist()) & delivered
     if coarse is None:
         return
     for ts, value, k in zip(coarse.ts_us, coarse.value, coarse.readings, strict=True):
@@ -105,16 +110,17 @@ def test_registers_keep_the_value_at_the_interval_end(
 
 def test_instantaneous_mean_and_max() -> None:
     s = make_series("1-0:1.7.0", 0, 96 * 2, np.arange(96 * 2))
-    coarse, dropped = coarsen(s, "P1D")
-    assert dropped == 0 and coarse is not None
+    coarse, leftover = coarsen(s, "P1D")
+    assert leftover is None and coarse is not None
     assert coarse.value.tolist() == [np.arange(96).mean(), np.arange(96, 192).mean()]
     assert coarse.value_max is not None and coarse.value_max.tolist() == [95.0, 191.0]
 
 
 def test_partial_interval_at_the_end_is_not_delivered() -> None:
     s = make_series("1-0:1.29.0", 0, 96 + 40, np.ones(96 + 40))
-    coarse, dropped = coarsen(s, "P1D")
-    assert coarse is not None and len(coarse.ts_us) == 1 and dropped == 40
+    coarse, leftover = coarsen(s, "P1D")
+    assert coarse is not None and len(coarse.ts_us) == 1
+    assert leftover is not None and leftover.times_us.tolist() == s.times_us[96:].tolist()
 
 
 def test_duplicate_readings_from_two_messages_are_counted_once() -> None:
@@ -159,9 +165,9 @@ def test_select_order_and_counts() -> None:
 def test_pseudonymised_delivery_hides_the_meter() -> None:
     esco = POLICIES["fr-esco-flex"]
     s = make_series("1-0:1.29.0", 0, 96, np.ones(96))
-    rows, _, _ = deliver_meter(esco, "1LGZ0000000001", [s], key=b"k" * 32)
+    rows, _, _, _ = deliver_meter(esco, "1LGZ0000000001", [s], key=b"k" * 32)
     assert rows and all(r.meter != "1LGZ0000000001" and len(r.meter or "") == 32 for r in rows)
-    rows2, _, _ = deliver_meter(replace(esco, id="other"), "1LGZ0000000001", [s], key=b"j" * 32)
+    rows2, _, _, _ = deliver_meter(replace(esco, id="other"), "1LGZ0000000001", [s], key=b"j" * 32)
     assert rows[0].meter != rows2[0].meter
 
 
@@ -180,7 +186,7 @@ def test_only_the_policy_stage_creates_deliverables() -> None:
     with pytest.raises(TypeError):
         deliverable_table([{"meter": "1LGZ0000000001"}], aggregate=False)  # type: ignore[list-item]
     s = make_series("1-0:1.29.0", 0, 96, np.ones(96))
-    rows, _, _ = deliver_meter(POLICIES["fr-enedis-daily"], "1LGZ0000000001", [s], key=None)
+    rows, _, _, _ = deliver_meter(POLICIES["fr-enedis-daily"], "1LGZ0000000001", [s], key=None)
     table = deliverable_table(rows, aggregate=False)
     assert isinstance(table, pa.Table) and table.num_rows == 1
     import pickle

@@ -120,7 +120,7 @@ def test_altered_moved_or_foreign_segments_are_refused(tmp_path: Path) -> None:
 
 
 def test_remove_spill_deletes_the_run_directory(tmp_path: Path) -> None:
-    spill = Spill(tmp_path / "_work" / "r1" / "profiles", spill_key(SECRET, "r1"))
+    spill = Spill(tmp_path / "work" / "profiles", spill_key(SECRET, "r1"))
     spill.put(sample(1))
-    remove_spill(tmp_path, "r1")
-    assert not (tmp_path / "_work").exists()
+    remove_spill(tmp_path / "work")
+    assert not (tmp_path / "work").exists() and tmp_path.is_dir()

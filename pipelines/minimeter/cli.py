@@ -1,7 +1,9 @@
 """The ``minimeter`` command line.
 
-Failures print one line ``minimeter: <category>: <detail>`` on stderr and exit 1; nothing is
-written to stdout then.
+Failures print one line ``minimeter: <category>: <detail>`` on stderr; nothing is written to
+stdout then. Exit status: 0 success, 2 usage or configuration, 3 unbalanced run or unreadable
+input, 4 conformance failure (quarantine), 1 anything else; ``cms open`` / ``cms resign`` exit 1
+on every failure.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from minimeter.errors import ConfigError, MinimeterError
+from minimeter import __version__
+from minimeter.errors import EXIT_OTHER, ConfigError, MinimeterError, UsageError, exit_code
 
 if TYPE_CHECKING:
     from minimeter.cms import TrustStore
@@ -109,10 +112,20 @@ def _add_trust_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one line (``UsageError``), never its usage text and exit."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minimeter", description="Smart-meter data minimisation for SMGW CMS messages."
+    parser = _Parser(
+        prog="minimeter",
+        description="Smart-meter data minimisation for SMGW CMS messages.",
+        allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"minimeter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     cms_p = commands.add_parser("cms", help="open or re-sign one CMS message")
@@ -164,30 +177,37 @@ def build_parser() -> argparse.ArgumentParser:
     rn = commands.add_parser(
         "run",
         help="the main job: messages to per-recipient datasets",
-        epilog="Any further --option is passed to Apache Beam (--runner, --direct_num_workers, "
-        "--direct_running_mode, --job_endpoint, --environment_type, --environment_config, ...).",
-    )
-    rn.add_argument("--input", required=True, metavar="GLOB")
-    rn.add_argument("--policies", required=True, metavar="DIR")
-    rn.add_argument("--pki", required=True, metavar="DIR")
-    rn.add_argument("--consent", required=True, metavar="FILE")
-    rn.add_argument("--meters", required=True, metavar="FILE")
-    rn.add_argument("--out", required=True, metavar="DIR")
-    rn.add_argument("--as-of", default=None, metavar="DATE")
-    rn.add_argument("--run-id", default=None, metavar="ID")
-    rn.add_argument(
-        "--no-spill",
-        action="store_true",
-        help="keep decoded readings in the runner's shuffle instead of the encrypted spill under "
-        "OUT/_work (for runners whose shuffle spills to disk itself: Flink, Spark, Dataflow)",
+        usage="minimeter run --input GLOB --policies DIR --pki DIR --consent FILE --meters FILE "
+        "--out DIR [--as-of DATE] [--run-id ID] [--no-spill] [--carry-max-age-days N] "
+        "[--summary-json FILE] [--log-level LEVEL] [--progress | --no-progress] "
+        "[beam options ...]",
+        epilog="Any other --option must be one of Apache Beam's (--runner, --direct_num_workers, "
+        "--direct_running_mode, --job_endpoint, --environment_type, --environment_config, ...); "
+        "an unknown option is an error.",
+        allow_abbrev=False,
     )
     rn.set_defaults(handler=_run, allow_extra=True)
+
+    vf = commands.add_parser(
+        "verify",
+        help="check the signed manifests and indexes of published runs",
+        allow_abbrev=False,
+    )
+    vf.add_argument("out", metavar="OUT", help="an output folder, or one recipient's folder")
+    vf.add_argument("--recipient", default=None, metavar="ID")
+    vf.add_argument("--run-id", default=None, metavar="ID")
+    vf.add_argument("--trust-anchor", action="append", required=True, metavar="ROOT.pem")
+    vf.add_argument("--at", metavar="ISO8601", help="time to check validity at (default: now)")
+    vf.set_defaults(handler=_verify)
 
     cf = commands.add_parser("conformance", help="re-check a run's outputs against its policies")
     cf.add_argument("out", metavar="OUT")
     cf.add_argument("--run-id", required=True, metavar="ID")
     cf.add_argument("--policies", required=True, metavar="DIR")
     cf.add_argument("--meters", required=True, metavar="FILE")
+    cf.add_argument(
+        "--pki", default=None, metavar="DIR", help="to re-sign the index of a quarantined recipient"
+    )
     cf.set_defaults(handler=_conformance)
 
     rp = commands.add_parser("report", help="the DPIA policy report of a run (HTML and Markdown)")
@@ -291,51 +311,102 @@ def _policy_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace, beam_args: tuple[str, ...]) -> Any:
     import re
     from datetime import date
 
-    from minimeter.pipeline.run import RunConfig, main_run
+    from minimeter.pipeline.run import RunConfig
 
     extra: dict[str, object] = {}
     if args.as_of:
         try:
             extra["as_of"] = date.fromisoformat(args.as_of)
         except ValueError:
-            raise ConfigError(f"--as-of: {args.as_of!r} is not a date YYYY-MM-DD") from None
+            raise UsageError(f"--as-of: {args.as_of!r} is not a date YYYY-MM-DD") from None
     if args.run_id:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.run_id):
-            raise ConfigError("--run-id: use letters, digits, '.', '_' and '-' (at most 64)")
+            raise UsageError("--run-id: use letters, digits, '.', '_' and '-' (at most 64)")
         extra["run_id"] = args.run_id
-    cfg = RunConfig(
+    if args.carry_max_age_days is not None:
+        if not 0 <= args.carry_max_age_days <= 62:
+            raise UsageError("--carry-max-age-days: between 0 and 62")
+        extra["carry_max_age_days"] = args.carry_max_age_days
+    return RunConfig(
         input=args.input,
         policies=Path(args.policies),
         pki=Path(args.pki),
         consent=Path(args.consent),
         meters=Path(args.meters),
         out=Path(args.out),
-        beam_args=tuple(args.beam_args),
+        beam_args=beam_args,
         spill=not args.no_spill,
         **extra,  # type: ignore[arg-type]
     )
-    return main_run(cfg)
+
+
+def _set_log_level(level: str | None) -> None:
+    name = (level or os.environ.get("MINIMETER_LOG_LEVEL") or "ERROR").upper()
+    if name not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise UsageError(f"--log-level: {level!r} is not one of debug, info, warning, error")
+    logging.getLogger().setLevel(name)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from minimeter.pipeline.options import parse_run_options
+    from minimeter.pipeline.run import main_run, summary_document_error, write_summary
+
+    options, beam_args = parse_run_options(list(args.run_argv))
+    _set_log_level(options.log_level)
+    cfg = _run_config(options, beam_args)
+    try:
+        return main_run(cfg, summary_json=options.summary_json, progress=options.progress)
+    except MinimeterError as exc:
+        if options.summary_json and not Path(options.summary_json).exists():
+            write_summary(options.summary_json, summary_document_error(cfg.run_id, exc))
+        raise
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from minimeter.cms import TrustStore
+    from minimeter.manifest import verify
+
+    trust = TrustStore.from_files(args.trust_anchor, ())
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ConfigError(f"{out}: not a folder", "input-unreadable")
+    result = verify(out, trust, recipient=args.recipient, run_id=args.run_id, at=_parse_at(args.at))
+    for finding in result.findings:
+        print(finding)
+    if not result.ok:
+        detail = f"{len(result.findings)} finding(s)" if result.findings else "nothing to verify"
+        raise MinimeterError("verify-failed", detail)
+    print(
+        f"verify: {result.recipients} recipient(s), {result.runs} run(s), {result.files} files, "
+        f"{result.rows} rows: signatures, hashes and row counts hold"
+    )
+    return 0
 
 
 def _conformance(args: argparse.Namespace) -> int:
+    import shutil
+
     import duckdb
 
+    from minimeter.layout import OutLayout
+    from minimeter.manifest import Signer, write_index
     from minimeter.pipeline.audit import write_conformance
     from minimeter.policy.check import require_valid
     from minimeter.policy.load import load_policy_set
-    from minimeter.quality import as_of_datetime, check_and_quarantine
+    from minimeter.quality import as_of_datetime, check_trees
 
     out = Path(args.out)
-    db = out / "_audit" / "audit.duckdb"
+    layout = OutLayout(out)
+    db = layout.audit_db
     if not db.is_file():
         raise ConfigError(f"{db}: no audit database", "input-unreadable")
     con = duckdb.connect(str(db), read_only=True)
     try:
-        run = con.execute("SELECT as_of FROM runs WHERE run_id = ?", [args.run_id]).fetchone()
+        run = con.execute("SELECT as_of FROM runs WHERE run_id = ?", [args.run_id]).fetchall()
         rows = dict(
             con.execute(
                 "SELECT recipient, n FROM counts WHERE run_id = ? AND reason = 'rows-delivered'",
@@ -344,24 +415,38 @@ def _conformance(args: argparse.Namespace) -> int:
         )
     finally:
         con.close()
-    if run is None:
+    if not run:
         raise ConfigError(f"--run-id: no run {args.run_id!r} in {db}")
     ps = require_valid(load_policy_set(args.policies))
-    outcome = check_and_quarantine(
-        out,
-        ps,
-        run_id=args.run_id,
-        expected_rows=rows,
-        meters=Path(args.meters),
-        as_of=as_of_datetime(run[0]),
+    trees = {
+        p.id: layout.published(p.id, args.run_id).base
+        for p in ps.policies
+        if layout.published(p.id, args.run_id).base.is_dir()
+    }
+    outcome = check_trees(
+        trees, ps, expected_rows=rows, meters=Path(args.meters), as_of=as_of_datetime(run[0][0])
     )
-    write_conformance(out, args.run_id, outcome)
+    quarantined = {}
+    for rid in outcome.failed:
+        if rid in trees:
+            target = layout.quarantine(args.run_id, rid).base
+            if target.exists():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            trees[rid].rename(target)
+            quarantined[rid] = target
+    if quarantined and args.pki:
+        signer = Signer.from_pki(Path(args.pki))
+        for rid in quarantined:
+            write_index(layout, rid, signer)
+    write_conformance(out, args.run_id, outcome, quarantined)
     for r in outcome.results:
         if not r.success:
             print(f"{r.recipient}: {r.expectation} {r.column or ''}: {r.observed}")
     if outcome.failed:
         raise ConfigError(
-            f"{', '.join(outcome.failed)} moved to {out / '_quarantine'}", "conformance-failed"
+            f"{', '.join(outcome.failed)} moved to {out / '_quarantine' / args.run_id}",
+            "conformance-failed",
         )
     print(f"conformance: {len(outcome.results)} expectations met for run {args.run_id}")
     return 0
@@ -383,7 +468,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from minimeter.demo import run_demo
+    from minimeter.pipeline.options import check_known
 
+    check_known(list(args.beam_args))
     return run_demo(
         Path(args.out), meters=args.meters, days=args.days, beam_args=tuple(args.beam_args)
     )
@@ -391,17 +478,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if rest and not getattr(args, "allow_extra", False):
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    args.beam_args = rest
-    logging.getLogger().setLevel(os.environ.get("MINIMETER_LOG_LEVEL", "ERROR"))
-    handler: Handler = args.handler
+    command = None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.getLogger().setLevel(logging.ERROR)  # until the command's own level is known
     try:
+        if argv[:1] == ["run"] and not {"-h", "--help"} & set(argv[1:]):
+            # run's options are Minimeter's and Beam's, parsed strictly in one place
+            args = argparse.Namespace(command="run", handler=_run, run_argv=argv[1:])
+            return _run(args)
+        args, rest = parser.parse_known_args(argv)
+        command = args.command
+        if rest and not getattr(args, "allow_extra", False):
+            raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
+        args.beam_args = rest
+        if command != "run":
+            _set_log_level(None)
+        handler: Handler = args.handler
         return handler(args)
     except MinimeterError as exc:
         print(f"minimeter: {exc.category}: {exc.detail}", file=sys.stderr)
-        return 1
+        return EXIT_OTHER if command == "cms" and exc.category != "usage" else exit_code(exc)
     except KeyboardInterrupt:
         print("minimeter: interrupted: stopped by the user", file=sys.stderr)
         return 130

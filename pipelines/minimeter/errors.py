@@ -72,3 +72,36 @@ class SpillError(MinimeterError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("spill-invalid", detail)
+
+
+EXIT_USAGE = 2
+"""Usage or configuration: nothing ran (or nothing moved)."""
+EXIT_INPUT = 3
+"""An unbalanced run or unreadable input."""
+EXIT_CONFORMANCE = 4
+"""A recipient failed conformance: its files of the run are in quarantine."""
+EXIT_OTHER = 1
+
+_EXIT_BY_CATEGORY = {
+    "usage": EXIT_USAGE,
+    "config-invalid": EXIT_USAGE,
+    "policy-invalid": EXIT_USAGE,
+    "unknown-recipient": EXIT_USAGE,
+    "output-unwritable": EXIT_USAGE,
+    "input-unreadable": EXIT_INPUT,
+    "run-unbalanced": EXIT_INPUT,
+    "conformance-failed": EXIT_CONFORMANCE,
+}
+
+
+def exit_code(error: MinimeterError) -> int:
+    """The documented exit status of an error: 2 usage or configuration, 3 unbalanced run or
+    unreadable input, 4 conformance failure, 1 anything else."""
+    return _EXIT_BY_CATEGORY.get(error.category, EXIT_OTHER)
+
+
+class UsageError(MinimeterError):
+    """A command line that cannot be run: unknown option, missing or malformed value."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("usage", detail)

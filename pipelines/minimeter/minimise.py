@@ -127,26 +127,39 @@ class Coarse:
     """How many raw readings each value stands for."""
 
 
-def coarsen(series: DecodedSeries, interval: str) -> tuple[Coarse | None, int]:
-    """Complete intervals only; returns the coarse values and the readings dropped as incomplete.
+def coarsen(series: DecodedSeries, interval: str) -> tuple[Coarse | None, DecodedSeries | None]:
+    """Complete intervals only; returns the coarse values and the readings left over in
+    incomplete intervals (None when there are none).
 
     register: last value at or before the interval end; interval quantity: sum;
     instantaneous: mean and max. An interval is complete when it holds every capture the series'
     capture period implies; a partial interval (at the edges of the data, or cut by consent or
-    retention) is not delivered.
+    retention) is not delivered: its readings are dropped, or carried to a later run that may
+    complete it (``deliver_meter``).
     """
     n = len(series.times_us)
     if n == 0:
-        return None, 0
+        return None, None
     step = series.step_us
-    start, end = interval_bounds(series.times_us, interval, step)
     if step <= 0:
-        return None, n
+        return None, series
+    start, end = interval_bounds(series.times_us, interval, step)
     ends, first, counts = np.unique(end, return_index=True, return_counts=True)
     length = end[first] - start[first]
     complete = (length % step == 0) & (counts == length // step)
+    leftover = None
+    if not complete.all():
+        mask = ~np.repeat(complete, counts)
+        leftover = DecodedSeries(
+            series.obis,
+            series.unit,
+            series.times_us[mask],
+            series.values[mask],
+            series.statuses[mask],
+            step,
+        )
     if not complete.any():
-        return None, n
+        return None, leftover
     kind = OBIS_TABLE[series.obis].kind if series.obis in OBIS_TABLE else "register"
     values = series.values
     last = first + counts - 1
@@ -158,12 +171,11 @@ def coarsen(series: DecodedSeries, interval: str) -> tuple[Coarse | None, int]:
         value_max = np.maximum.reduceat(values, first)[complete]
     else:
         value = values[last]
-    dropped = int(counts[~complete].sum())
     return (
         Coarse(
             series.obis, series.unit, ends[complete], value[complete], value_max, counts[complete]
         ),
-        dropped,
+        leftover,
     )
 
 
@@ -257,18 +269,37 @@ def identity_of(policy: Policy, meter: str, key: bytes | None) -> str | None:
 
 
 def deliver_meter(
-    policy: Policy, meter: str, parts: Iterable[DecodedSeries], key: bytes | None
-) -> tuple[list[Deliverable], list[Coarse], Counter[str]]:
-    """Row-level deliverables of one meter (parquet delivery), or coarse values to aggregate."""
+    policy: Policy,
+    meter: str,
+    parts: Iterable[DecodedSeries],
+    key: bytes | None,
+    *,
+    carry_from_us: int | None = None,
+) -> tuple[list[Deliverable], list[Coarse], Counter[str], list[DecodedSeries]]:
+    """Row-level deliverables of one meter (parquet delivery), or coarse values to aggregate,
+    and the readings to carry to the next run.
+
+    Readings of incomplete intervals captured at or after ``carry_from_us`` are carried (counted
+    ``carried-out``): a later run may bring the rest of their interval. Older ones, or all of
+    them when ``carry_from_us`` is None, are dropped (``dropped-incomplete``)."""
     counts: Counter[str] = Counter()
     merged, duplicates = merge(parts)
     counts["dropped-duplicate"] += duplicates
     out: list[Deliverable] = []
     coarse_values: list[Coarse] = []
+    carried: list[DecodedSeries] = []
     who = identity_of(policy, meter, key) if policy.delivery != "aggregate" else None
     for s in merged:
-        coarse, incomplete = coarsen(s, policy.min_interval.text)
-        counts["dropped-incomplete"] += incomplete
+        coarse, leftover = coarsen(s, policy.min_interval.text)
+        if leftover is not None:
+            if carry_from_us is None:
+                counts["dropped-incomplete"] += len(leftover.times_us)
+            else:
+                recent = leftover.times_us >= carry_from_us
+                counts["dropped-incomplete"] += int((~recent).sum())
+                if recent.any():
+                    counts["carried-out"] += int(recent.sum())
+                    carried.append(_subset(leftover, recent))
         if coarse is None:
             continue
         if policy.delivery == "aggregate":
@@ -288,7 +319,7 @@ def deliver_meter(
                 value_max=coarse.value_max,
             )
         )
-    return out, coarse_values, counts
+    return out, coarse_values, counts, carried
 
 
 class AreaTotal:

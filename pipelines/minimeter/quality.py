@@ -18,7 +18,6 @@ import itertools
 import os
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -52,25 +51,26 @@ BATCH_ROWS = 50_000
 that the check's memory does not grow with the output."""
 
 
-def output_files(out: Path, recipient: str) -> list[Path]:
-    """A recipient's Parquet files in date order."""
-    return sorted((out / recipient / "data").glob("date=*/*.parquet"))
+def output_files(tree: Path) -> list[Path]:
+    """The Parquet files of one recipient tree (``minimeter.layout.RecipientTree``), in date
+    order."""
+    return sorted(tree.glob("data/date=*/*.parquet"))
 
 
-def read_output(out: Path, recipient: str) -> pd.DataFrame:
-    files = output_files(out, recipient)
+def read_output(tree: Path) -> pd.DataFrame:
+    files = output_files(tree)
     if not files:
         return pd.DataFrame()
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
 
-def read_batches(out: Path, recipient: str, max_rows: int | None = None) -> Iterator[pd.DataFrame]:
-    """A recipient's output in date order, as frames of about ``max_rows`` rows (``BATCH_ROWS``
+def read_batches(tree: Path, max_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """A recipient tree's rows in date order, as frames of about ``max_rows`` rows (``BATCH_ROWS``
     by default; a file is split by record batches when it is larger)."""
     max_rows = max_rows or BATCH_ROWS
     pending: list[pd.DataFrame] = []
     size = 0
-    for path in output_files(out, recipient):
+    for path in output_files(tree):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=max_rows):
             pending.append(batch.to_pandas())
             size += batch.num_rows
@@ -283,18 +283,22 @@ class _Merged:
 
 
 def run_conformance(
-    out: Path,
+    trees: dict[str, Path],
     ps: PolicySet,
     *,
     expected_rows: dict[str, int],
     raw_meters: list[str],
     as_of: datetime,
 ) -> list[ExpectationResult]:
-    """Every non-forward recipient's suite on its written Parquet.
+    """Every non-forward recipient's suite on the Parquet of its tree (``trees``: recipient id
+    to its tree of the run; a recipient without a tree has no rows).
 
     In the conformance worker when ``start_conformance_worker`` started it, else here."""
     policies = sorted((p for p in ps.policies if p.delivery != "cms-forward"), key=lambda p: p.id)
-    tasks = [(out, p, expected_rows.get(p.id, 0), raw_meters, as_of) for p in policies]
+    tasks = [
+        (trees.get(p.id, _NO_TREE), p, expected_rows.get(p.id, 0), raw_meters, as_of)
+        for p in policies
+    ]
     if _WORKER is not None:
         answers = [_WORKER.check(task) for task in tasks]
         return [  # a task the worker could not check is checked here
@@ -307,16 +311,17 @@ def run_conformance(
 
 
 _CheckTask = tuple[Path, Policy, int, list[str], datetime]
+_NO_TREE = Path("/nonexistent/minimeter-no-tree")
 
 
 def _check_task(task: _CheckTask, ctx: Any = None) -> list[ExpectationResult]:
     """One recipient's suite; in a fresh context unless ``ctx`` is given (a worker serves many
     runs, and a context refuses a second data source of the same name)."""
-    out, policy, expected, raw_meters, as_of = task
+    tree, policy, expected, raw_meters, as_of = task
     return check_recipient(
         ctx if ctx is not None else _context(),
         policy,
-        read_batches(out, policy.id),
+        read_batches(tree),
         expected_rows=expected,
         raw_meters=raw_meters,
         as_of=as_of,
@@ -401,16 +406,6 @@ def _stop_worker() -> None:
         _WORKER = None
 
 
-def quarantine(out: Path, recipient: str, run_id: str) -> Path:
-    """Move a recipient's whole output out of the deliverable tree: fail closed."""
-    target = out / "_quarantine" / recipient / run_id
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(out / recipient), str(target))
-    return target
-
-
 def as_of_datetime(day: Any) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
@@ -418,27 +413,25 @@ def as_of_datetime(day: Any) -> datetime:
 @dataclass(frozen=True)
 class ConformanceOutcome:
     results: list[ExpectationResult]
-    quarantined: dict[str, Path]
 
     @property
     def failed(self) -> list[str]:
         return sorted({r.recipient for r in self.results if not r.success})
 
 
-def check_and_quarantine(
-    out: Path,
+def check_trees(
+    trees: dict[str, Path],
     ps: PolicySet,
     *,
-    run_id: str,
     expected_rows: dict[str, int],
     meters: Path,
     as_of: datetime,
 ) -> ConformanceOutcome:
-    """Run every suite; move each failing recipient's output to ``OUT/_quarantine/<recipient>/``."""
+    """Every suite on one run's recipient trees (staged or published). Moving a failing tree
+    out of reach is the caller's (``minimeter.publish``)."""
     from minimeter.registry import MeterRegistry
 
     raw = sorted(MeterRegistry.load(meters).meters)
-    results = run_conformance(out, ps, expected_rows=expected_rows, raw_meters=raw, as_of=as_of)
-    failed = sorted({r.recipient for r in results if not r.success})
-    moved = {rid: quarantine(out, rid, run_id) for rid in failed if (out / rid).exists()}
-    return ConformanceOutcome(results, moved)
+    return ConformanceOutcome(
+        run_conformance(trees, ps, expected_rows=expected_rows, raw_meters=raw, as_of=as_of)
+    )

@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from minimeter.errors import ConfigError
+from minimeter.layout import OutLayout
 from minimeter.obis import OBIS_TABLE
 from minimeter.policy.explain import IDENTITY, KIND_SEMANTICS, LEGAL_BASES
 from minimeter.policy.load import load_policy_set
@@ -123,7 +124,7 @@ img{max-width:100%}"""
 
 def _sample_plot(
     policy: Policy,
-    out: Path,
+    tree: Path,
     raw: pd.DataFrame | None,
     meters: pd.DataFrame | None,
     secret: bytes | None,
@@ -133,7 +134,7 @@ def _sample_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    delivered = read_output(out, policy.id)
+    delivered = read_output(tree)
     if delivered.empty:
         return None
     codes = [
@@ -396,7 +397,7 @@ def _write(
                 ("quarantined", fig.value(f"{p.id} quarantined", qsql), qsql),
             ]
         )
-        png = _sample_plot(p, out, raw, meters, secret)
+        png = _sample_plot(p, OutLayout(out).published(p.id, run_id).base, raw, meters, secret)
         if png:
             doc.image(
                 png,

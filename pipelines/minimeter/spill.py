@@ -35,14 +35,6 @@ _SALT = b"minimeter spill v1"
 _NONCE = 12
 
 
-def _run_directory(out: Path | str, run_id: str) -> Path:
-    return Path(out) / "_work" / run_id
-
-
-def spill_directory(out: Path | str, run_id: str) -> Path:
-    return _run_directory(out, run_id) / "profiles"
-
-
 def spill_key(secret: bytes, run_id: str) -> bytes:
     """The run's spill key: HKDF-SHA256 of the pseudonym secret, bound to the run id."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=run_id.encode()).derive(
@@ -158,11 +150,6 @@ def _aad(name: str, offset: int) -> bytes:
     return f"{name}:{offset}".encode()
 
 
-def remove_spill(out: Path | str, run_id: str) -> None:
-    """Delete the run's spill directory (and ``_work`` when nothing else is left in it)."""
-    run_dir = _run_directory(out, run_id)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    try:
-        run_dir.parent.rmdir()
-    except OSError:
-        pass
+def remove_spill(directory: Path | str) -> None:
+    """Delete a spill directory and everything in it."""
+    shutil.rmtree(directory, ignore_errors=True)

@@ -14,6 +14,7 @@ from minimeter.cms.api import (
     open_or_relay,
     resign,
     seal_message,
+    verify_detached,
     verify_message,
 )
 from minimeter.cms.envelope import MatchedRecipient, encrypt_envelope
@@ -36,5 +37,6 @@ __all__ = [
     "register_content_cipher",
     "resign",
     "seal_message",
+    "verify_detached",
     "verify_message",
 ]

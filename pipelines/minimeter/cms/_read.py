@@ -455,8 +455,10 @@ def _integer(der: bytes) -> int:
 # --- the full readers (asn1crypto's classes) -----------------------------------------------------
 
 
-def read_signed(info: OpaqueContentInfo) -> SignedParts:
-    """The parts of any SignedData asn1crypto can read; raises ``CmsError``."""
+def read_signed(info: OpaqueContentInfo, detached: bytes | None = None) -> SignedParts:
+    """The parts of any SignedData asn1crypto can read; raises ``CmsError``.
+
+    ``detached`` is the content of a detached signature: the SignedData must then carry none."""
     content_type = info["content_type"].dotted
     if content_type != OID_SIGNED_DATA:
         raise CmsError("not-signed", f"content type {content_type} is not SignedData")
@@ -467,9 +469,14 @@ def read_signed(info: OpaqueContentInfo) -> SignedParts:
         eci = signed["encap_content_info"]
         econtent_type = eci["content_type"].dotted
         content = eci["content"]
-        if not present(content):
+        if detached is not None:
+            if present(content):
+                raise CmsError("malformed", "a detached signature must not carry content")
+            econtent: Octets = detached
+        elif not present(content):
             raise CmsError("malformed", "detached signature: no encapsulated content")
-        econtent = content.contents if content.method == 0 else bytes(content)
+        else:
+            econtent = content.contents if content.method == 0 else bytes(content)
         certs = signed["certificates"]
         certificates = (
             tuple(c.chosen.dump() for c in certs if c.name == "certificate")

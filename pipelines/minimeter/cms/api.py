@@ -48,6 +48,13 @@ class OpenedMessage:
     """True when the eContent was a whole ContentInfo rather than the bare envelope."""
 
 
+def verify_detached(
+    signature: bytes, content: bytes, *, trust: TrustStore, at: datetime | None = None
+) -> VerifiedSignedData:
+    """Verify a detached SignedData (e.g. a manifest's ``.p7s``) over ``content``."""
+    return verify_signed_data(read_signed_parts(signature, detached=content), trust=trust, at=at)
+
+
 def verify_message(
     data: bytes, *, trust: TrustStore, at: datetime | None = None, max_size: int = DEFAULT_MAX_SIZE
 ) -> VerifiedSignedData:

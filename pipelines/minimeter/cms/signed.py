@@ -106,10 +106,15 @@ def _content_info(data: bytes) -> OpaqueContentInfo:
     return info
 
 
-def read_signed_parts(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SignedParts:
+def read_signed_parts(
+    data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, detached: bytes | None = None
+) -> SignedParts:
     """The parts of a message's SignedData: the fast reader for the usual shape, else
-    asn1crypto's classes (which decide, and name, every problem)."""
+    asn1crypto's classes (which decide, and name, every problem). ``detached``: the content of
+    a detached signature (read by asn1crypto's classes only)."""
     der = message_der(data, max_size=max_size)
+    if detached is not None:
+        return read_signed(_content_info(der), detached)
     return read_signed_fast(der) or read_signed(_content_info(der))
 
 

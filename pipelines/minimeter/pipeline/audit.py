@@ -13,7 +13,8 @@ from minimeter.policy.model import PolicySet
 from minimeter.quality import ConformanceOutcome
 
 if TYPE_CHECKING:
-    from minimeter.pipeline.manifest import Manifest
+    from minimeter.layout import OutLayout
+    from minimeter.manifest import Manifest
     from minimeter.pipeline.run import RunConfig, RunResult
 
 SCHEMA = """
@@ -32,6 +33,8 @@ CREATE TABLE IF NOT EXISTS manifests (
 CREATE TABLE IF NOT EXISTS conformance (
   run_id VARCHAR, recipient VARCHAR, expectation VARCHAR, "column" VARCHAR, success BOOLEAN, observed VARCHAR);
 CREATE TABLE IF NOT EXISTS quarantine (run_id VARCHAR, recipient VARCHAR, path VARCHAR);
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS publish_id VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS carried_from VARCHAR;
 CREATE OR REPLACE VIEW dead_letters_by_category AS
   SELECT run_id, stage, category, count(*) AS n FROM dead_letters GROUP BY ALL;
 """
@@ -44,21 +47,32 @@ def write_audit(
     result: RunResult,
     manifests: list[Manifest],
     *,
+    layout: OutLayout,
+    dead_letters: Path,
+    outcome: ConformanceOutcome,
+    quarantined: dict[str, Path],
+    publish_id: str,
+    carried_from: str | None,
     runner: str,
     started_at: datetime,
     version: str,
 ) -> None:
-    path = cfg.out / "_audit" / "audit.duckdb"
+    """Every audit row of a run, in one transaction: its commit is the run's commit point
+    (``minimeter.publish``); a re-run's earlier rows are replaced."""
+    path = layout.audit_db
     path.parent.mkdir(parents=True, exist_ok=True)
-    dead = pq.read_table(cfg.out / "_dead_letters" / f"{cfg.run_id}.parquet").to_pylist()
+    dead = pq.read_table(dead_letters).to_pylist()
     con = duckdb.connect(str(path))
     try:
-        con.execute("BEGIN")
         con.execute(SCHEMA)
+        con.execute("BEGIN")
         for table in TABLES:
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [cfg.run_id])
         con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (run_id, as_of, policy_hash, code_version, runner, started_at, "
+            "finished_at, input, messages_in, opened, forwarded, dead_letters, readings, balanced, "
+            "publish_id, carried_from) "
+            "VALUES (?, ?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 cfg.run_id,
                 cfg.as_of,
@@ -73,6 +87,8 @@ def write_audit(
                 result.dead_letters,
                 result.counts.get(("_run", "readings"), 0),
                 result.balanced,
+                publish_id,
+                carried_from,
             ],
         )
         con.executemany(
@@ -116,7 +132,9 @@ def write_audit(
                 [
                     cfg.run_id,
                     m.recipient,
-                    str(m.path.relative_to(cfg.out)),
+                    str(
+                        layout.published(m.recipient, cfg.run_id).manifest.relative_to(layout.root)
+                    ),
                     m.sha256,
                     m.files,
                     m.rows,
@@ -124,35 +142,60 @@ def write_audit(
                 for m in manifests
             ],
         )
+        _insert_conformance(con, cfg.run_id, outcome, quarantined, layout.root)
         con.execute("COMMIT")
     finally:
         con.close()
 
 
-def write_conformance(out: Path, run_id: str, outcome: ConformanceOutcome) -> None:
-    """Replace a run's conformance results (also used when an auditor re-checks outputs)."""
+def _insert_conformance(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    outcome: ConformanceOutcome,
+    quarantined: dict[str, Path],
+    root: Path,
+) -> None:
+    if outcome.results:
+        con.executemany(
+            "INSERT INTO conformance VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                [run_id, r.recipient, r.expectation, r.column, r.success, r.observed]
+                for r in outcome.results
+            ],
+        )
+    if quarantined:
+        con.executemany(
+            "INSERT INTO quarantine VALUES (?, ?, ?)",
+            [[run_id, rid, str(p.relative_to(root))] for rid, p in sorted(quarantined.items())],
+        )
+
+
+def committed_publish_id(db: Path, run_id: str) -> str | None:
+    """The publish id the audit committed for a run (None: no such run, or no audit)."""
+    if not db.is_file():
+        return None
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        try:
+            row = con.execute("SELECT publish_id FROM runs WHERE run_id = ?", [run_id]).fetchall()
+        except duckdb.Error:
+            return None
+    finally:
+        con.close()
+    return str(row[0][0]) if row and row[0][0] is not None else None
+
+
+def write_conformance(
+    out: Path, run_id: str, outcome: ConformanceOutcome, quarantined: dict[str, Path]
+) -> None:
+    """Replace a run's conformance results (when an auditor re-checks published outputs)."""
     con = duckdb.connect(str(out / "_audit" / "audit.duckdb"))
     try:
-        con.execute("BEGIN")
         con.execute(SCHEMA)
+        con.execute("BEGIN")
         con.execute("DELETE FROM conformance WHERE run_id = ?", [run_id])
         con.execute("DELETE FROM quarantine WHERE run_id = ?", [run_id])
-        if outcome.results:
-            con.executemany(
-                "INSERT INTO conformance VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    [run_id, r.recipient, r.expectation, r.column, r.success, r.observed]
-                    for r in outcome.results
-                ],
-            )
-        if outcome.quarantined:
-            con.executemany(
-                "INSERT INTO quarantine VALUES (?, ?, ?)",
-                [
-                    [run_id, rid, str(p.relative_to(out))]
-                    for rid, p in sorted(outcome.quarantined.items())
-                ],
-            )
+        _insert_conformance(con, run_id, outcome, quarantined, out)
         con.execute("COMMIT")
     finally:
         con.close()

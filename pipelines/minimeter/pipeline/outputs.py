@@ -93,5 +93,9 @@ def write_parquet(path: Path, table: pa.Table, metadata: dict[str, str]) -> None
     atomic_write(path, sink.getvalue().to_pybytes())
 
 
-def safe_name(message: str) -> str:
-    return message.replace("/", "_").replace("\\", "_")
+def forward_name(message: str) -> str:
+    """A relayed message's file name: readable, and unique per input path (``a/b.cms`` and
+    ``a_b.cms`` no longer meet): the path with separators replaced, plus a hash of the path."""
+    stem = message[:-4] if message.endswith(".cms") else message
+    safe = stem.replace("/", "_").replace("\\", "_")
+    return f"{safe}.{hashlib.sha256(message.encode()).hexdigest()[:12]}.cms"

@@ -1,20 +1,30 @@
-"""``minimeter run``: the main job, from a folder of gateway messages to per-recipient datasets."""
+"""``minimeter run``: the main job, from gateway messages to per-recipient datasets.
+
+A run checks everything it can before any data moves (policies, PKI files and keys, registries,
+inputs, the output folder, the runner), takes the lock on ``--out``, finishes or removes what a
+dead run left, runs the Beam job into its staging area, checks conformance on what it staged,
+commits the audit and then publishes (``minimeter.publish``). Recipients see a run's files only
+once they are published with their signed manifests; earlier runs are never touched.
+"""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from minimeter.errors import ConfigError, MinimeterError
+from minimeter.layout import OutLayout, Staging
 from minimeter.policy.check import require_valid
 from minimeter.policy.load import PROJECT_ROOT, load_policy_set
 from minimeter.policy.model import PolicySet
@@ -29,6 +39,7 @@ PKI_FILES = (
     "pseudonymiser-chain.pem",
     "pseudonym-secret.key",
 )
+CARRY_MAX_AGE_DAYS = 7
 
 
 class ConformanceFailed(MinimeterError):
@@ -38,7 +49,11 @@ class ConformanceFailed(MinimeterError):
 
 class IncompleteRun(MinimeterError):
     def __init__(self, detail: str) -> None:
-        super().__init__("run-incomplete", detail)
+        super().__init__("run-unbalanced", detail)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
 
 
 @dataclass(frozen=True)
@@ -50,27 +65,25 @@ class RunConfig:
     meters: Path
     out: Path
     as_of: date = field(default_factory=lambda: datetime.now(UTC).date())
-    run_id: str = field(
-        default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    )
+    run_id: str = field(default_factory=new_run_id)
     beam_args: tuple[str, ...] = ()
     spill: bool = True
     """Decoded profiles wait in the encrypted spill (``minimeter.spill``) rather than in the
     runner's shuffle: bounded memory on runners that keep shuffles in memory (FnApiRunner)."""
+    carry_max_age_days: int = CARRY_MAX_AGE_DAYS
+    """Readings of intervals a run cannot complete are carried to the next run for at most this
+    many days (before the meter's newest reading); 0 carries nothing."""
 
     def absolute(self) -> RunConfig:
-        """Every path absolute: workers in other processes must see the same files."""
-        return RunConfig(
-            input=os.path.abspath(self.input),
+        """Every local path absolute: workers in other processes must see the same files."""
+        return replace(
+            self,
+            input=self.input if "://" in self.input else os.path.abspath(self.input),
             policies=self.policies.resolve(),
             pki=self.pki.resolve(),
             consent=self.consent.resolve(),
             meters=self.meters.resolve(),
             out=self.out.resolve(),
-            as_of=self.as_of,
-            run_id=self.run_id,
-            beam_args=self.beam_args,
-            spill=self.spill,
         )
 
 
@@ -88,26 +101,19 @@ class RunResult:
     conformance_failures: tuple[str, ...] = ()
     pipeline_seconds: float = 0.0
     """The Beam job alone (without conformance, manifests and audit)."""
+    recovered: tuple[str, ...] = ()
+    carried_from: str | None = None
 
     @property
     def balanced(self) -> bool:
         return self.messages_in == self.opened + self.forwarded + self.dead_letters
 
 
-def _glob_base(pattern: str) -> str:
-    parts = Path(pattern).parts
-    fixed = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    base = Path(*fixed) if fixed else Path(".")
-    return str(base if base.is_dir() else base.parent) + os.sep
-
-
 def code_version() -> str:
     from minimeter import __version__
 
+    if not (PROJECT_ROOT / ".git").exists():
+        return __version__
     try:
         commit = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
@@ -121,146 +127,251 @@ def code_version() -> str:
     return f"{__version__}+{commit}"
 
 
-def _check_inputs(cfg: RunConfig, ps: PolicySet) -> None:
-    for name in PKI_FILES:
-        if not (cfg.pki / name).is_file():
-            raise ConfigError(f"--pki: {cfg.pki / name} is missing")
-    for p in ps.policies:
-        if p.delivery == "cms-forward" and not (cfg.pki / f"forward-{p.id}-cert.pem").is_file():
-            raise ConfigError(
-                f"--pki: forward-{p.id}-cert.pem is missing for cms-forward recipient {p.id}"
-            )
-    for what, path in (("--consent", cfg.consent), ("--meters", cfg.meters)):
-        if not path.is_file():
-            raise ConfigError(f"{what}: {path} is not a file")
-    if not glob.glob(cfg.input, recursive=True):
-        raise ConfigError(f"--input: no file matches {cfg.input}")
-
-
-def run(cfg: RunConfig) -> RunResult:
-    """Check policies (stop before any data moves), run the Beam job, then seal and audit."""
-    import apache_beam as beam
-    import pyarrow.parquet as pq
+def _check_runner(beam_args: tuple[str, ...]) -> str:
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.runners.runner import create_runner
 
-    from minimeter.pipeline import stages
-    from minimeter.pipeline.audit import write_audit, write_conformance
-    from minimeter.pipeline.manifest import write_manifests
-    from minimeter.quality import start_conformance_worker
+    options = PipelineOptions(list(beam_args))
+    name = options.view_as(StandardOptions).runner or "FnApiRunner"
+    try:
+        create_runner(str(name))
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"--runner: {exc}", "usage") from None
+    return str(name)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} exists and is not a directory", "output-unwritable")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"--out: {out} is not writable ({exc.strerror})", "output-unwritable"
+        ) from None
+
+
+def check_before_run(cfg: RunConfig) -> tuple[PolicySet, str, list[str]]:
+    """Everything that can be wrong before any data moves: (policies, runner, input paths)."""
+    from minimeter.pipeline.inputs import match_inputs
     from minimeter.registry import ConsentRegistry, MeterRegistry
-    from minimeter.spill import remove_spill
+
+    if "://" in str(cfg.out):
+        raise ConfigError(
+            "--out: publishing needs a POSIX file system (local or mounted); "
+            "object stores are not supported for --out",
+            "usage",
+        )
+    ps = require_valid(load_policy_set(cfg.policies))
+    forward_ids = tuple(p.id for p in ps.policies if p.delivery == "cms-forward")
+    _check_pki(cfg.pki, forward_ids)
+    MeterRegistry.load(cfg.meters)  # fail now, with a clear message, rather than in a worker
+    ConsentRegistry.load(cfg.consent)
+    if "://" not in cfg.input and Path(cfg.input).is_dir():
+        raise ConfigError(
+            f"--input: {cfg.input} is a directory; give a glob such as {cfg.input}/**/*.cms",
+            "usage",
+        )
+    paths = match_inputs(cfg.input)
+    if not paths:
+        raise ConfigError(f"--input: no file matches {cfg.input}", "input-unreadable")
+    runner = _check_runner(cfg.beam_args)
+    _check_out(cfg.out)
+    return ps, runner, paths
+
+
+def _check_pki(pki: Path, forward_ids: tuple[str, ...]) -> None:
+    try:
+        from minimeter.keys import check_pki  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - older keys module
+        check_pki = None
+    if check_pki is not None:
+        check_pki(pki, forward_ids)
+        return
+    for name in PKI_FILES:  # pragma: no cover
+        if not (pki / name).is_file():
+            raise ConfigError(f"--pki: {pki / name} is missing")
+
+
+class Progress:
+    """A progress line on stderr while the run works (only when stderr is a terminal)."""
+
+    def __init__(self, staging: Staging, messages: int, *, enabled: bool) -> None:
+        self.staging, self.messages, self.enabled = staging, messages, enabled
+        self.phase = "job"
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join(timeout=2)
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+    def _line(self) -> str:
+        import pyarrow.parquet as pq
+
+        work = self.staging.work
+        decoded = sum(1 for _ in work.rglob("*")) * 32 if work.is_dir() else 0
+        rows = files = 0
+        for f in self.staging.base.glob("recipients/*/data/date=*/*.parquet"):
+            try:
+                rows += pq.ParquetFile(f).metadata.num_rows
+                files += 1
+            except Exception:  # noqa: BLE001 - a file being written
+                pass
+        forwards = sum(1 for _ in self.staging.base.glob("recipients/*/forward/*.cms"))
+        return (
+            f"minimeter: run {self.staging.run_id}: {self.phase}: {self.messages} messages listed, "
+            f"~{min(decoded, self.messages)} decoded, {forwards} relayed, {rows} rows in {files} "
+            f"files, {time.perf_counter() - self.started:.0f} s"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                sys.stderr.write("\r\033[K" + self._line()[:200])
+                sys.stderr.flush()
+            except OSError:
+                return
+
+
+def run(cfg: RunConfig, *, progress: bool = False) -> RunResult:
+    """Check (stop before any data moves), lock, recover, run the job into staging, check
+    conformance, commit the audit, publish."""
+    from minimeter.publish import OutLock
 
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     cfg = cfg.absolute()
-    ps = require_valid(load_policy_set(cfg.policies))
-    _check_inputs(cfg, ps)
-    MeterRegistry.load(cfg.meters)  # fail now, with a clear message, rather than in a worker
-    ConsentRegistry.load(cfg.consent)
+    ps, runner, paths = check_before_run(cfg)
+    layout = OutLayout(cfg.out)
+    with OutLock(layout, cfg.run_id):
+        return _run_locked(cfg, ps, runner, len(paths), layout, started, started_at, progress)
+
+
+def _run_locked(
+    cfg: RunConfig,
+    ps: PolicySet,
+    runner: str,
+    listed: int,
+    layout: OutLayout,
+    started: float,
+    started_at: datetime,
+    progress: bool,
+) -> RunResult:
+    import pyarrow.parquet as pq
+
+    from minimeter.manifest import Signer, policy_hash, write_index, write_manifest
+    from minimeter.pipeline.audit import committed_publish_id, write_audit
+    from minimeter.publish import PublishRecord, apply_publish, recover, state_to_consume
+    from minimeter.quality import check_trees, start_conformance_worker
+
+    signer = Signer.from_pki(cfg.pki)
+
+    def index(rid: str) -> None:
+        write_index(layout, rid, signer)
+
+    recovered = recover(layout, lambda rid: committed_publish_id(layout.audit_db, rid), index)
+    staging = layout.staging(cfg.run_id)
+    shutil.rmtree(staging.base, ignore_errors=True)
+    staging.base.mkdir(parents=True)
     start_conformance_worker()  # Great Expectations' import overlaps the Beam job
-    as_of = datetime(cfg.as_of.year, cfg.as_of.month, cfg.as_of.day, tzinfo=UTC)
-    options = PipelineOptions(list(cfg.beam_args))
-    if not options.view_as(StandardOptions).runner:
-        options.view_as(StandardOptions).runner = "FnApiRunner"
-    runner = str(options.view_as(StandardOptions).runner)
-    forward_ids = tuple(p.id for p in ps.policies if p.delivery == "cms-forward")
-    pki = stages.Pki(str(cfg.pki), forward_ids)
-    out = str(cfg.out)
-    counts_path = cfg.out / "_audit" / f".counts-{cfg.run_id}.json"
-    aggregates = frozenset(p.id for p in ps.policies if p.delivery == "aggregate")
-    secret = str(cfg.pki / "pseudonym-secret.key")
-    spill = stages.SpillPlace(out, cfg.run_id, secret) if cfg.spill else None
-    remove_spill(out, cfg.run_id)  # a re-run of the same id starts clean
-    try:
-        with beam.Pipeline(options=options) as pipeline:
-            read = pipeline | "ReadMessages" >> stages.ReadMessages(
-                cfg.input, _glob_base(cfg.input)
-            )
-            opened = read.messages | "OpenCms" >> stages.OpenCms(pki)
-            decoded = opened.opened | "DecodePayload" >> stages.DecodePayload(spill)
-            rows, policy_counts = decoded.decoded | "ApplyPolicies" >> stages.ApplyPolicies(
-                ps.policies,
-                meters=str(cfg.meters),
-                consent=str(cfg.consent),
-                secret=secret,
-                as_of=as_of,
-                spill=spill,
-            )
-            written = rows | "WriteParquet" >> stages.WriteParquet(
-                out, cfg.run_id, ps.digest, aggregates
-            )
-            relayed = opened[stages.FORWARD] | "WriteForwards" >> beam.Map(
-                stages.write_forward, out
-            )
-            dead = (
-                read[stages.DEAD],
-                opened[stages.DEAD],
-                decoded[stages.DEAD],
-            ) | "DeadLetters" >> beam.Flatten()
-            dead = dead | "RedactNames" >> stages.RedactMeterIds(str(cfg.meters))
-            dead_total = (
-                dead
-                | "AllDeadLetters" >> beam.combiners.ToList()
-                | "WriteDeadLetters"
-                >> beam.Map(lambda letters: stages.write_dead_letters(out, cfg.run_id, letters))
-                | "DeadCount" >> beam.Map(lambda n: stages.count(stages.RUN, "dead-letters", n))
-            )
-            (
-                (
-                    read[stages.COUNTS],
-                    opened[stages.COUNTS],
-                    decoded[stages.COUNTS],
-                    policy_counts,
-                    written,
-                    relayed,
-                    dead_total,
+    carried_from = state_to_consume(layout, cfg.run_id) if cfg.carry_max_age_days > 0 else None
+    with Progress(staging, listed, enabled=progress) as ticker:
+        _run_job(cfg, ps, runner, staging, layout, carried_from)
+        pipeline_seconds = time.perf_counter() - started
+        ticker.phase = "conformance"
+        counts = {(rid, reason): n for rid, reason, n in json.loads(staging.counts.read_text())}
+        run_counts = {reason: n for (rid, reason), n in counts.items() if rid == "_run"}
+        result = RunResult(
+            run_id=cfg.run_id,
+            messages_in=run_counts.get("messages-in", 0),
+            opened=run_counts.get("opened", 0),
+            forwarded=run_counts.get("forwarded", 0),
+            dead_letters=run_counts.get("dead-letters", 0),
+            counts=counts,
+            dead_by_category=dict(
+                Counter(
+                    (d["stage"], d["category"])
+                    for d in pq.read_table(staging.dead_letters).to_pylist()
                 )
-                | "AllCounts" >> beam.Flatten()
-                | "Sum" >> beam.CombinePerKey(sum)
-                | "CountList" >> beam.combiners.ToList()
-                | "WriteCounts"
-                >> beam.Map(lambda items: stages.write_counts(str(counts_path), items))
+            ),
+            seconds=time.perf_counter() - started,
+            pipeline_seconds=pipeline_seconds,
+            recovered=tuple(recovered),
+            carried_from=carried_from,
+        )
+        as_of = datetime(cfg.as_of.year, cfg.as_of.month, cfg.as_of.day, tzinfo=UTC)
+        trees = {rid: staging.recipient(rid).base for rid in staging.recipients()}
+        outcome = check_trees(
+            trees,
+            ps,
+            meters=cfg.meters,
+            as_of=as_of,
+            expected_rows={
+                rid: n for (rid, reason), n in counts.items() if reason == "rows-delivered"
+            },
+        )
+        failed = set(outcome.failed)
+        ticker.phase = "publishing"
+        publish_id = uuid.uuid4().hex
+        published, manifests = [], []
+        for policy in sorted(ps.policies, key=lambda p: p.id):
+            tree = staging.recipient(policy.id)
+            if policy.id in failed:
+                continue
+            tree.base.mkdir(parents=True, exist_ok=True)  # a recipient with nothing this run
+            manifests.append(
+                write_manifest(
+                    tree,
+                    recipient=policy.id,
+                    publish_id=publish_id,
+                    policy_sha256=policy_hash(policy),
+                    delivery=policy.delivery,
+                    signer=signer,
+                )
             )
-    finally:  # decoded readings never outlive the job, whatever its outcome
-        remove_spill(out, cfg.run_id)
-    pipeline_seconds = time.perf_counter() - started
-
-    counts = {(rid, reason): n for rid, reason, n in json.loads(counts_path.read_text())}
-    counts_path.unlink()
-    run_counts = {reason: n for (rid, reason), n in counts.items() if rid == stages.RUN}
-    result = RunResult(
-        run_id=cfg.run_id,
-        messages_in=run_counts.get("messages-in", 0),
-        opened=run_counts.get("opened", 0),
-        forwarded=run_counts.get("forwarded", 0),
-        dead_letters=run_counts.get("dead-letters", 0),
-        counts=counts,
-        dead_by_category=dict(
-            Counter(
-                (d["stage"], d["category"])
-                for d in pq.read_table(
-                    cfg.out / "_dead_letters" / f"{cfg.run_id}.parquet"
-                ).to_pylist()
-            )
-        ),
-        seconds=time.perf_counter() - started,
-        pipeline_seconds=pipeline_seconds,
-    )
-    from minimeter.quality import check_and_quarantine
-
-    outcome = check_and_quarantine(
-        cfg.out,
-        ps,
-        run_id=cfg.run_id,
-        meters=cfg.meters,
-        as_of=as_of,
-        expected_rows={rid: n for (rid, reason), n in counts.items() if reason == "rows-delivered"},
-    )
-    manifests = write_manifests(cfg.out, ps, cfg.pki, cfg.run_id)
-    write_audit(
-        cfg, ps, result, manifests, runner=runner, started_at=started_at, version=code_version()
-    )
-    write_conformance(cfg.out, cfg.run_id, outcome)
+            published.append(policy.id)
+        quarantined = {
+            rid: layout.quarantine(cfg.run_id, rid).base for rid in sorted(failed) if rid in trees
+        }
+        record = PublishRecord(
+            run_id=cfg.run_id,
+            publish_id=publish_id,
+            published=tuple(published),
+            quarantined=tuple(quarantined),
+            recipients=tuple(sorted(p.id for p in ps.policies)),
+            state=cfg.carry_max_age_days > 0,
+            consumed_state=carried_from,
+        )
+        record.write(staging)
+        write_audit(
+            cfg,
+            ps,
+            result,
+            manifests,
+            layout=layout,
+            dead_letters=staging.dead_letters,
+            outcome=outcome,
+            quarantined=quarantined,
+            publish_id=publish_id,
+            carried_from=carried_from,
+            runner=runner,
+            started_at=started_at,
+            version=code_version(),
+        )
+        apply_publish(layout, record, index)
     failures = tuple(
         f"{r.recipient}: {r.expectation} {r.column or ''}: {r.observed}"
         for r in outcome.results
@@ -268,10 +379,81 @@ def run(cfg: RunConfig) -> RunResult:
     )
     return replace(
         result,
-        quarantined=tuple(sorted(outcome.quarantined)),
+        quarantined=tuple(sorted(quarantined)),
         conformance_failures=failures,
         seconds=time.perf_counter() - started,
     )
+
+
+def _run_job(
+    cfg: RunConfig,
+    ps: PolicySet,
+    runner: str,
+    staging: Staging,
+    layout: OutLayout,
+    carried_from: str | None,
+) -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from minimeter.pipeline import stages
+    from minimeter.pipeline.inputs import input_base
+    from minimeter.spill import remove_spill
+
+    options = PipelineOptions(list(cfg.beam_args))
+    options.view_as(StandardOptions).runner = runner
+    forward_ids = tuple(p.id for p in ps.policies if p.delivery == "cms-forward")
+    pki = stages.Pki(str(cfg.pki), forward_ids)
+    base = str(staging.base)
+    run_id = cfg.run_id
+    aggregates = frozenset(p.id for p in ps.policies if p.delivery == "aggregate")
+    secret = str(cfg.pki / "pseudonym-secret.key")
+    spill = stages.SpillPlace(str(staging.work), run_id, secret) if cfg.spill else None
+    carry = None
+    if cfg.carry_max_age_days > 0:
+        carry = stages.CarryPlan(
+            take=stages.SpillPlace(str(layout.state(carried_from)), f"state:{carried_from}", secret)
+            if carried_from
+            else None,
+            keep=stages.SpillPlace(str(staging.state), f"state:{run_id}", secret),
+            max_age_us=cfg.carry_max_age_days * 86_400 * 1_000_000,
+        )
+    as_of = datetime(cfg.as_of.year, cfg.as_of.month, cfg.as_of.day, tzinfo=UTC)
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            _ = pipeline | "Minimeter" >> stages.MinimeterJob(
+                input=cfg.input,
+                input_base=input_base(cfg.input),
+                pki=pki,
+                policies=ps.policies,
+                policy_hash=ps.digest,
+                meters=str(cfg.meters),
+                consent=str(cfg.consent),
+                secret=secret,
+                as_of=as_of,
+                staging=base,
+                run_id=run_id,
+                aggregates=aggregates,
+                spill=spill,
+                carry=carry,
+            )
+    finally:  # decoded readings never outlive the job, whatever its outcome
+        remove_spill(staging.work)
+
+
+SUMMARY_COLUMNS = (
+    ("rows-delivered", "rows"),
+    ("kept", "kept"),
+    ("dropped-scope", "scope"),
+    ("dropped-consent", "consent"),
+    ("dropped-obis", "obis"),
+    ("dropped-retention", "retention"),
+    ("dropped-incomplete", "incomplete"),
+    ("carried-in", "carry-in"),
+    ("carried-out", "carry-out"),
+    ("suppressed-k", "suppr-k"),
+    ("messages-relayed", "relayed"),
+)
 
 
 def summary(result: RunResult, ps: PolicySet) -> str:
@@ -281,31 +463,15 @@ def summary(result: RunResult, ps: PolicySet) -> str:
         f"[{'balanced' if result.balanced else 'NOT BALANCED'}] in {result.seconds:.1f} s",
         "",
     ]
-    cols = [
-        "rows-delivered",
-        "kept",
-        "dropped-scope",
-        "dropped-consent",
-        "dropped-obis",
-        "dropped-retention",
-        "dropped-incomplete",
-        "suppressed-k",
-        "messages-relayed",
-    ]
-    short = [
-        "rows",
-        "kept",
-        "scope",
-        "consent",
-        "obis",
-        "retention",
-        "incomplete",
-        "suppr-k",
-        "relayed",
-    ]
-    lines.append(f"{'recipient':26s} {'delivery':11s} " + " ".join(f"{s:>10s}" for s in short))
+    lines += list(result.recovered)
+    if result.carried_from:
+        lines.append(f"readings carried from run {result.carried_from}")
+    lines.append(
+        f"{'recipient':26s} {'delivery':11s} "
+        + " ".join(f"{short:>10s}" for _, short in SUMMARY_COLUMNS)
+    )
     for p in sorted(ps.policies, key=lambda p: p.id):
-        vals = [result.counts.get((p.id, c), 0) for c in cols]
+        vals = [result.counts.get((p.id, c), 0) for c, _ in SUMMARY_COLUMNS]
         lines.append(f"{p.id:26s} {p.delivery:11s} " + " ".join(f"{v:>10d}" for v in vals))
     if result.quarantined:
         lines.append("")
@@ -319,22 +485,89 @@ def summary(result: RunResult, ps: PolicySet) -> str:
     return "\n".join(lines)
 
 
-def main_run(cfg: RunConfig) -> int:
-    result = run(cfg)
+def summary_document(result: RunResult, ps: PolicySet, status: int) -> dict[str, object]:
+    """The run's machine-readable summary (``--summary-json``)."""
+    recipients: dict[str, dict[str, int]] = {p.id: {} for p in ps.policies}
+    for (rid, reason), n in sorted(result.counts.items()):
+        if rid in recipients:
+            recipients[rid][reason] = n
+    dead: Counter[str] = Counter()
+    for (_, category), n in result.dead_by_category.items():
+        dead[category] += n
+    return {
+        "run_id": result.run_id,
+        "exit_status": status,
+        "balance": {
+            "messages_in": result.messages_in,
+            "opened": result.opened,
+            "forwarded": result.forwarded,
+            "dead_letters": result.dead_letters,
+            "balanced": result.balanced,
+        },
+        "recipients": recipients,
+        "dead_letters_by_category": dict(sorted(dead.items())),
+        "quarantined": list(result.quarantined),
+        "carried_from": result.carried_from,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def summary_document_error(run_id: str, error: MinimeterError) -> dict[str, object]:
+    """The summary of a run that stopped before it had results."""
+    from minimeter.errors import exit_code
+
+    return {
+        "run_id": run_id,
+        "exit_status": exit_code(error),
+        "error": {"category": error.category, "detail": error.detail},
+    }
+
+
+def write_summary(path: str | None, doc: dict[str, object]) -> None:
+    if not path:
+        return
+    target = Path(path)
+    try:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        tmp.replace(target)
+    except OSError as exc:
+        raise ConfigError(
+            f"--summary-json: cannot write {path} ({exc.strerror})", "output-unwritable"
+        ) from None
+
+
+def main_run(
+    cfg: RunConfig,
+    *,
+    summary_json: str | None = None,
+    progress: bool | None = None,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Run, print the summary, and raise the error that names a failed outcome (unbalanced,
+    conformance). ``--summary-json`` is written in every case where the run got that far."""
+    result = run(cfg, progress=sys.stderr.isatty() if progress is None else progress)
     ps = load_policy_set(cfg.policies)
-    print(summary(result, ps))
-    print(
+    echo(summary(result, ps))
+    echo(
         f"\noutputs in {cfg.out.resolve()} (audit: _audit/audit.duckdb, dead letters: _dead_letters/)"
     )
-    if result.quarantined:
+    error: MinimeterError | None = None
+    if not result.balanced:
+        error = IncompleteRun(
+            f"{result.messages_in} messages in but {result.opened} opened + {result.forwarded} "
+            f"forwarded + {result.dead_letters} dead letters"
+        )
+    elif result.quarantined:
         for line in result.conformance_failures:
             print(f"conformance failed: {line}", file=sys.stderr)
-        raise ConformanceFailed(
-            f"{', '.join(result.quarantined)} failed conformance; output moved to {cfg.out}/_quarantine/"
+        error = ConformanceFailed(
+            f"{', '.join(result.quarantined)} failed conformance; their files of run "
+            f"{result.run_id} are in {cfg.out}/_quarantine/{result.run_id}/"
         )
-    if not result.balanced:
-        raise IncompleteRun(
-            f"{result.messages_in} messages in but {result.opened} opened + {result.forwarded} forwarded + "
-            f"{result.dead_letters} dead letters"
-        )
+    from minimeter.errors import exit_code
+
+    write_summary(summary_json, summary_document(result, ps, exit_code(error) if error else 0))
+    if error is not None:
+        raise error
     return 0

@@ -8,7 +8,10 @@ FnApiRunner (one or several processes) and on portable runners with separate wor
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
@@ -27,6 +30,7 @@ from minimeter.cms import Relayed, TrustStore, open_or_relay
 from minimeter.cms.signed import DEFAULT_MAX_SIZE
 from minimeter.errors import CmsError, PayloadError
 from minimeter.keys import load_certificates, load_private_key
+from minimeter.layout import RecipientTree, Staging
 from minimeter.minimise import (
     AreaTotal,
     Deliverable,
@@ -36,16 +40,18 @@ from minimeter.minimise import (
     select,
 )
 from minimeter.payload.k461 import DecodedProfile, DecodedSeries, decode_profile
-from minimeter.pipeline.outputs import atomic_write, deliverable_table, safe_name, write_parquet
+from minimeter.pipeline.inputs import match_inputs
+from minimeter.pipeline.outputs import atomic_write, deliverable_table, forward_name, write_parquet
 from minimeter.policy.model import Policy
 from minimeter.pseudonym import recipient_key
 from minimeter.registry import ConsentRegistry, MeterRegistry
-from minimeter.spill import Spill, SpillRef, spill_directory, spill_key
+from minimeter.spill import Spill, SpillRef, spill_key
 
 DEAD = "dead"
 FORWARD = "forward"
 COUNTS = "counts"
 AGGREGATE = "aggregate"
+CARRY = "carry"
 RUN = "_run"
 
 
@@ -89,29 +95,51 @@ def count(recipient: str, reason: str, n: int) -> tuple[tuple[str, str], int]:
 # --- 1. ReadMessages ------------------------------------------------------------------------------
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
 class _Read(beam.DoFn):
+    """One matched file: counted, refused unless a regular file within the size cap, read."""
+
     def __init__(self, base: str, max_size: int) -> None:
         self.base = base
         self.max_size = max_size
         self.read = Metrics.counter("minimeter", "messages-in")
 
-    def process(self, readable: Any) -> Iterator[Any]:
-        path = readable.metadata.path
-        name = (
-            str(Path(path).relative_to(self.base))
-            if path.startswith(self.base)
-            else Path(path).name
-        )
+    def process(self, path: str) -> Iterator[Any]:
+        name = path[len(self.base) :] if path.startswith(self.base) else path.rsplit("/", 1)[-1]
         self.read.inc()
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "messages-in", 1))
-        if readable.metadata.size_in_bytes > self.max_size:
+        if _is_local(path):  # FIFOs, devices, directories are never opened
+            try:
+                info = os.stat(path)
+            except OSError:
+                yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "read", "input-unreadable"))
+                return
+            if not stat.S_ISREG(info.st_mode):
+                yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "read", "input-unreadable"))
+                return
+            if info.st_size > self.max_size:
+                yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "read", "payload-too-large"))
+                return
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                data = f.read(self.max_size + 1)
+        except OSError:
+            yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "read", "input-unreadable"))
+            return
+        if len(data) > self.max_size:
             yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "read", "payload-too-large"))
             return
-        yield name, readable.read()
+        yield name, data
 
 
 class ReadMessages(beam.PTransform):
-    """File name (relative to the input's base directory) and bytes, size-capped."""
+    """File name (relative to the input's base directory) and bytes, size-capped.
+
+    Files are listed by ``minimeter.pipeline.inputs.match_inputs``, the function the run's
+    pre-check used, so that a glob means the same before and inside the job."""
 
     def __init__(self, pattern: str, base: str, max_size: int = DEFAULT_MAX_SIZE) -> None:
         super().__init__()
@@ -120,13 +148,9 @@ class ReadMessages(beam.PTransform):
     def expand(self, pbegin: Any) -> Any:
         return (
             pbegin
-            | "Match"
-            >> fileio.MatchFiles(
-                self.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
-            )
-            | "Spread"
-            >> beam.Reshuffle()  # so that workers share the files (no fused single bundle)
-            | "Open" >> fileio.ReadMatches()
+            | "Pattern" >> beam.Create([self.pattern])
+            | "Match" >> beam.FlatMap(match_inputs)
+            | "Spread" >> beam.Reshuffle()  # so that workers share the files
             | "Read"
             >> beam.ParDo(_Read(self.base, self.max_size)).with_outputs(
                 DEAD, COUNTS, main="messages"
@@ -203,16 +227,17 @@ class OpenCms(beam.PTransform):
 
 @dataclass(frozen=True)
 class SpillPlace:
-    """Where a run parks decoded profiles (``minimeter.spill``): paths only; the key is derived
-    in ``setup()`` from the pseudonym secret's file."""
+    """Where a run parks sealed readings (``minimeter.spill``): paths only; the key is derived
+    in ``setup()`` from the pseudonym secret's file and ``key_id`` (the run id for the spill,
+    ``state:<run id>`` for readings carried to the next run)."""
 
-    out: str
-    run_id: str
+    directory: str
+    key_id: str
     secret: str
 
     def open(self) -> Spill:
-        key = spill_key(Path(self.secret).read_bytes(), self.run_id)
-        return Spill(spill_directory(self.out, self.run_id), key)
+        key = spill_key(Path(self.secret).read_bytes(), self.key_id)
+        return Spill(Path(self.directory), key)
 
 
 class _Decode(beam.DoFn):
@@ -277,10 +302,31 @@ class DecodePayload(beam.PTransform):
 # --- 4. ApplyPolicies ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Carried:
+    """Readings of one recipient's incomplete intervals of one meter, carried from an earlier
+    run (they already passed that recipient's per-message filters)."""
+
+    recipient: str
+    profile: DecodedProfile
+
+
+@dataclass(frozen=True)
+class CarryPlan:
+    """Carrying readings between runs: where the previous run's carried readings are (if any),
+    where this run's go, and how old a carried reading may get (``max_age_us`` before the
+    meter's newest reading)."""
+
+    take: SpillPlace | None
+    keep: SpillPlace | None
+    max_age_us: int
+
+
 class _Minimise(beam.DoFn):
     """All of one meter's messages, every recipient: scope, consent, OBIS and retention per
     message, then the sampling limit and identity over the meter's whole series. Aggregates go
-    on, keyed by area and interval, to be summed over meters."""
+    on, keyed by area and interval, to be summed over meters. Readings of intervals the run
+    cannot complete go to the carry output when the run carries (``CarryPlan``)."""
 
     def __init__(
         self,
@@ -291,6 +337,7 @@ class _Minimise(beam.DoFn):
         secret: str,
         as_of: datetime,
         spill: SpillPlace | None,
+        carry: CarryPlan | None,
     ) -> None:
         self.policies = policies
         self.meters_path, self.consent_path, self.secret_path, self.as_of = (
@@ -300,6 +347,7 @@ class _Minimise(beam.DoFn):
             as_of,
         )
         self.place = spill
+        self.carry = carry
 
     def setup(self) -> None:
         self.spill = self.place.open() if self.place is not None else None
@@ -314,21 +362,42 @@ class _Minimise(beam.DoFn):
     def process(self, element: tuple[str, Iterable[Any]]) -> Iterator[Any]:
         meter, grouped = element
         spill = self.spill
-        profiles: list[DecodedProfile] = (
-            [spill.take(ref) for ref in sorted(grouped)] if spill is not None else list(grouped)
-        )
+        items = list(grouped)
+        carried: dict[str, list[DecodedSeries]] = {}
+        for item in items:
+            if isinstance(item, Carried):
+                carried.setdefault(item.recipient, []).extend(item.profile.series)
+        refs = sorted(item for item in items if not isinstance(item, (Carried, DecodedProfile)))
+        profiles: list[DecodedProfile] = [
+            item for item in items if isinstance(item, DecodedProfile)
+        ]
+        if spill is not None:
+            profiles += [spill.take(ref) for ref in refs]
+        carry_from = None
+        if self.carry is not None and self.carry.keep is not None:
+            newest = [
+                int(s.times_us.max()) for p in profiles for s in p.series if len(s.times_us)
+            ] + [int(s.times_us.max()) for ss in carried.values() for s in ss if len(s.times_us)]
+            carry_from = (max(newest) if newest else 0) - self.carry.max_age_us
         info = self.meters.get(meter)
         for policy in self.policies:
             counts: Counter[str] = Counter()
-            parts: list[DecodedSeries] = []
+            parts: list[DecodedSeries] = list(carried.get(policy.id, ()))
+            counts["carried-in"] += sum(len(s.times_us) for s in parts)
             for profile in profiles:
                 kept, c = select(policy, info, self.consent, profile, self.horizons[policy.id])
                 counts.update(c)
                 parts += kept
             if parts:
-                rows, coarse, c = deliver_meter(policy, meter, parts, self.keys.get(policy.id))
+                rows, coarse, c, leftover = deliver_meter(
+                    policy, meter, parts, self.keys.get(policy.id), carry_from_us=carry_from
+                )
                 counts.update(c)
                 yield from rows
+                if leftover:
+                    yield beam.pvalue.TaggedOutput(
+                        CARRY, (policy.id, DecodedProfile(meter, tuple(leftover)))
+                    )
                 if coarse:
                     assert info is not None  # in scope, so registered
                     for part in coarse:
@@ -391,13 +460,18 @@ class ApplyPolicies(beam.PTransform):
         secret: str,
         as_of: datetime,
         spill: SpillPlace | None,
+        carry: CarryPlan | None = None,
     ) -> None:
         super().__init__()
         self.policies = tuple(p for p in policies if p.delivery != "cms-forward")
         self.meters, self.consent, self.secret, self.as_of = meters, consent, secret, as_of
         self.spill = spill
+        self.carry = carry
 
     def expand(self, decoded: Any) -> Any:
+        if self.carry is not None and self.carry.take is not None:
+            earlier = decoded.pipeline | "TakeCarried" >> TakeCarried(self.carry.take)
+            decoded = (decoded, earlier) | "WithCarried" >> beam.Flatten()
         delivered = (
             decoded
             | "GroupByMeter" >> beam.GroupByKey()
@@ -410,8 +484,9 @@ class ApplyPolicies(beam.PTransform):
                     secret=self.secret,
                     as_of=self.as_of,
                     spill=self.spill,
+                    carry=self.carry,
                 )
-            ).with_outputs(AGGREGATE, COUNTS, main="rows")
+            ).with_outputs(AGGREGATE, COUNTS, CARRY, main="rows")
         )
         aggregated = (
             delivered[AGGREGATE]
@@ -420,16 +495,112 @@ class ApplyPolicies(beam.PTransform):
         )
         rows = (delivered.rows, aggregated.rows) | "AllRows" >> beam.Flatten()
         counts = (delivered[COUNTS], aggregated[COUNTS]) | "AllCounts" >> beam.Flatten()
+        if self.carry is not None and self.carry.keep is not None:
+            delivered[CARRY] | "KeepCarried" >> KeepCarried(self.carry.keep)
         return rows, counts
+
+
+# --- carrying readings between runs -------------------------------------------------------------
+
+CARRY_REFS = "refs.json"
+"""In a state directory: ``[[recipient, file, offset, length], ...]`` of its sealed profiles."""
+
+
+class _SealCarried(beam.DoFn):
+    def __init__(self, place: SpillPlace) -> None:
+        self.place = place
+
+    def setup(self) -> None:
+        self.spill = self.place.open()
+
+    def start_bundle(self) -> None:
+        self.pending: list[tuple[str, DecodedProfile]] = []
+
+    def process(self, element: tuple[str, DecodedProfile]) -> Iterator[Any]:
+        self.pending.append(element)
+        if len(self.pending) >= 64:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for ref in self._flush():
+            yield WindowedValue(ref, MIN_TIMESTAMP, (GlobalWindow(),))
+
+    def _flush(self) -> list[list[Any]]:
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        refs = self.spill.put([p for _, p in pending])
+        return [[rid, *ref] for (rid, _), ref in zip(pending, refs, strict=True)]
+
+
+def _write_refs(directory: str, refs: list[list[Any]]) -> None:
+    atomic_write(Path(directory) / CARRY_REFS, json.dumps(sorted(refs)).encode())
+
+
+class KeepCarried(beam.PTransform):
+    """This run's carried readings, sealed into its state directory, and their reference list."""
+
+    def __init__(self, place: SpillPlace) -> None:
+        super().__init__()
+        self.place = place
+
+    def expand(self, carried: Any) -> Any:
+        directory = self.place.directory
+        return (
+            carried
+            | "Seal" >> beam.ParDo(_SealCarried(self.place))
+            | "Refs" >> beam.combiners.ToList()
+            | "WriteRefs" >> beam.Map(lambda refs: _write_refs(directory, refs))
+        )
+
+
+def _read_refs(directory: str) -> list[tuple[str, str, int, int]]:
+    path = Path(directory) / CARRY_REFS
+    if not path.is_file():
+        return []
+    return [(str(r), str(f), int(o), int(n)) for r, f, o, n in json.loads(path.read_bytes())]
+
+
+class _OpenCarried(beam.DoFn):
+    def __init__(self, place: SpillPlace) -> None:
+        self.place = place
+
+    def setup(self) -> None:
+        self.spill = self.place.open()
+
+    def process(self, ref: tuple[str, str, int, int]) -> Iterator[tuple[str, Carried]]:
+        recipient, name, offset, length = ref
+        profile = self.spill.take((name, offset, length))
+        yield profile.meter, Carried(recipient, profile)
+
+
+class TakeCarried(beam.PTransform):
+    """The readings an earlier run carried, as ``(meter, Carried)`` for the group by meter."""
+
+    def __init__(self, place: SpillPlace) -> None:
+        super().__init__()
+        self.place = place
+
+    def expand(self, pbegin: Any) -> Any:
+        directory = self.place.directory
+        return (
+            pbegin
+            | "StateDir" >> beam.Create([directory])
+            | "Refs" >> beam.FlatMap(_read_refs)
+            | "Spread" >> beam.Reshuffle()
+            | "Open" >> beam.ParDo(_OpenCarried(self.place))
+        )
 
 
 # --- 5. WriteParquet ------------------------------------------------------------------------------
 
 
 class _WriteDay(beam.DoFn):
-    def __init__(self, out: str, run_id: str, policy_hash: str, aggregates: frozenset[str]) -> None:
-        self.out, self.run_id, self.policy_hash, self.aggregates = (
-            out,
+    def __init__(
+        self, staging: str, run_id: str, policy_hash: str, aggregates: frozenset[str]
+    ) -> None:
+        self.staging, self.run_id, self.policy_hash, self.aggregates = (
+            staging,
             run_id,
             policy_hash,
             aggregates,
@@ -438,7 +609,7 @@ class _WriteDay(beam.DoFn):
     def process(self, element: tuple[tuple[str, str], Iterable[Deliverable]]) -> Iterator[Any]:
         (rid, day), rows = element
         table = deliverable_table(list(rows), aggregate=rid in self.aggregates)
-        path = Path(self.out) / rid / "data" / f"date={day}" / f"{self.run_id}.parquet"
+        path = Staging(Path(self.staging), self.run_id).recipient(rid).data_file(day)
         write_parquet(
             path, table, {"run_id": self.run_id, "policy_hash": self.policy_hash, "recipient": rid}
         )
@@ -446,11 +617,14 @@ class _WriteDay(beam.DoFn):
 
 
 class WriteParquet(beam.PTransform):
-    """``OUT/<recipient>/data/date=YYYY-MM-DD/<run id>.parquet``: one file per recipient and day."""
+    """``data/date=YYYY-MM-DD/<run id>.parquet`` of each recipient's staged tree: one file per
+    recipient and day (``minimeter.layout``)."""
 
-    def __init__(self, out: str, run_id: str, policy_hash: str, aggregates: frozenset[str]) -> None:
+    def __init__(
+        self, staging: str, run_id: str, policy_hash: str, aggregates: frozenset[str]
+    ) -> None:
         super().__init__()
-        self.args = (out, run_id, policy_hash, aggregates)
+        self.args = (staging, run_id, policy_hash, aggregates)
 
     def expand(self, rows: Any) -> Any:
         return (
@@ -491,12 +665,13 @@ class RedactMeterIds(beam.PTransform):
         return letters | "Redact" >> beam.ParDo(_RedactMeterIds(self.meters))
 
 
-def write_forward(item: Forwarded, out: str) -> tuple[tuple[str, str], int]:
-    atomic_write(Path(out) / item.recipient / "forward" / safe_name(item.message), item.data)
+def write_forward(item: Forwarded, staging: str, run_id: str) -> tuple[tuple[str, str], int]:
+    tree: RecipientTree = Staging(Path(staging), run_id).recipient(item.recipient)
+    atomic_write(tree.forward_file(forward_name(item.message)), item.data)
     return count(item.recipient, "messages-relayed", 1)
 
 
-def write_dead_letters(out: str, run_id: str, letters: list[DeadLetter]) -> int:
+def write_dead_letters(staging: str, run_id: str, letters: list[DeadLetter]) -> int:
     import pyarrow as pa
 
     from minimeter.pipeline.outputs import arrow_schema
@@ -511,7 +686,7 @@ def write_dead_letters(out: str, run_id: str, letters: list[DeadLetter]) -> int:
         },
         schema=arrow_schema("dead_letters"),
     )
-    write_parquet(Path(out) / "_dead_letters" / f"{run_id}.parquet", table, {"run_id": run_id})
+    write_parquet(Staging(Path(staging), run_id).dead_letters, table, {"run_id": run_id})
     return len(letters)
 
 
@@ -527,3 +702,82 @@ def counter_dict(items: Iterable[tuple[tuple[str, str], int]]) -> Counter[tuple[
     for key, n in items:
         c[key] += n
     return c
+
+
+# --- the whole job ------------------------------------------------------------------------------
+
+
+class MinimeterJob(beam.PTransform):
+    """The whole graph, over the stage composites: every runner gets this one composite.
+
+    Everything it writes goes into the run's staging area (``minimeter.layout.Staging``);
+    publishing is the caller's, after conformance."""
+
+    def __init__(
+        self,
+        *,
+        input: str,
+        input_base: str,
+        pki: Pki,
+        policies: tuple[Policy, ...],
+        policy_hash: str,
+        meters: str,
+        consent: str,
+        secret: str,
+        as_of: datetime,
+        staging: str,
+        run_id: str,
+        aggregates: frozenset[str],
+        spill: SpillPlace | None,
+        carry: CarryPlan | None,
+    ) -> None:
+        super().__init__()
+        self.input, self.input_base, self.pki = input, input_base, pki
+        self.policies, self.policy_hash = policies, policy_hash
+        self.meters, self.consent, self.secret, self.as_of = meters, consent, secret, as_of
+        self.staging, self.run_id, self.aggregates = staging, run_id, aggregates
+        self.spill, self.carry = spill, carry
+
+    def expand(self, pbegin: Any) -> Any:
+        staging, run_id = self.staging, self.run_id
+        read = pbegin | "ReadMessages" >> ReadMessages(self.input, self.input_base)
+        opened = read.messages | "OpenCms" >> OpenCms(self.pki)
+        decoded = opened.opened | "DecodePayload" >> DecodePayload(self.spill)
+        rows, policy_counts = decoded.decoded | "ApplyPolicies" >> ApplyPolicies(
+            self.policies,
+            meters=self.meters,
+            consent=self.consent,
+            secret=self.secret,
+            as_of=self.as_of,
+            spill=self.spill,
+            carry=self.carry,
+        )
+        written = rows | "WriteParquet" >> WriteParquet(
+            staging, run_id, self.policy_hash, self.aggregates
+        )
+        relayed = opened[FORWARD] | "WriteForwards" >> beam.Map(write_forward, staging, run_id)
+        dead = (read[DEAD], opened[DEAD], decoded[DEAD]) | "DeadLetters" >> beam.Flatten()
+        dead = dead | "RedactNames" >> RedactMeterIds(self.meters)
+        dead_total = (
+            dead
+            | "AllDeadLetters" >> beam.combiners.ToList()
+            | "WriteDeadLetters"
+            >> beam.Map(lambda letters: write_dead_letters(staging, run_id, letters))
+            | "DeadCount" >> beam.Map(lambda n: count(RUN, "dead-letters", n))
+        )
+        counts_path = str(Staging(Path(staging), run_id).counts)
+        return (
+            (
+                read[COUNTS],
+                opened[COUNTS],
+                decoded[COUNTS],
+                policy_counts,
+                written,
+                relayed,
+                dead_total,
+            )
+            | "AllCounts" >> beam.Flatten()
+            | "Sum" >> beam.CombinePerKey(sum)
+            | "CountList" >> beam.combiners.ToList()
+            | "WriteCounts" >> beam.Map(lambda items: write_counts(counts_path, items))
+        )
