@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,19 @@ from minimeter.policy.model import (
     Scope,
 )
 
+# The repository root when running from a checkout (``git rev-parse`` runs there); from an
+# installed wheel it is some directory above site-packages and nothing is read from it.
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-SCHEMAS = PROJECT_ROOT / "schemas"
+# Schemas, policies and DPIA records ship inside the package (the top-level folders of the
+# repository are symlinks to them); a directory package, so the resource path is a real path.
+RESOURCES = Path(str(files("minimeter") / "resources"))
+SCHEMAS = RESOURCES / "schemas"
 
 
 def default_policies_dir() -> Path:
-    """``./policies`` when it exists, else the project's shipped ``policies/``."""
+    """``./policies`` when it exists, else the package's shipped ``resources/policies/``."""
     here = Path("policies")
-    return here if (here / "recipients").is_dir() else PROJECT_ROOT / "policies"
+    return here if (here / "recipients").is_dir() else RESOURCES / "policies"
 
 
 def resolve_dirs(path: str | Path | None) -> tuple[Path, Path]:
