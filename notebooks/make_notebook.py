@@ -48,11 +48,11 @@ cells = [
         "counts"
     ),
     nbf.v4.new_code_cell(
-        "parts = [c for c in counts.columns if c.startswith('dropped-') or c in ('kept', 'suppressed-k')]\n"
+        "parts = [c for c in counts.columns if c.startswith('dropped-') or c in ('kept', 'suppressed-k', 'carried-out')]\n"
         "readings = con.execute('SELECT readings FROM runs WHERE run_id = ?', [run_id]).fetchone()[0]\n"
         "for recipient, row in counts.iterrows():\n"
         "    if row.get('readings-in', 0):\n"
-        "        assert sum(row[p] for p in parts) == readings, recipient\n"
+        "        assert sum(row[p] for p in parts) == readings + row.get('carried-in', 0), recipient\n"
         "'every reading accounted for'"
     ),
     nbf.v4.new_markdown_cell("## 4. Policies in force for this run"),
@@ -76,7 +76,7 @@ cells = [
         "rows = []\n"
         "for rid, delivery in con.execute('SELECT recipient, delivery FROM policies WHERE run_id = ? "
         "AND delivery <> \\'cms-forward\\' ORDER BY recipient', [run_id]).fetchall():\n"
-        "    files = sorted((OUT / rid / 'data').glob('date=*/*.parquet'))\n"
+        "    files = sorted((OUT / rid / 'runs' / run_id / 'data').glob('date=*/*.parquet'))\n"
         "    if not files:\n"
         "        rows.append((rid, None, 0, None))\n"
         "        continue\n"
@@ -90,7 +90,7 @@ cells = [
     nbf.v4.new_markdown_cell("## 7. One recipient's delivery, plotted"),
     nbf.v4.new_code_cell(
         "rid = next(r for r, obis, n, gap in rows if n)\n"
-        "df = duckdb.sql(f\"SELECT * FROM read_parquet('{OUT / rid / 'data'}/*/*.parquet') ORDER BY ts\").df()\n"
+        "df = duckdb.sql(f\"SELECT * FROM read_parquet('{OUT / rid / 'runs' / run_id / 'data'}/*/*.parquet') ORDER BY ts\").df()\n"
         "key = 'meter' if 'meter' in df.columns else 'area'\n"
         "one = df[(df[key] == df[key].iloc[0]) & (df['obis'] == df['obis'].iloc[0])]\n"
         "fig, ax = plt.subplots(figsize=(9, 3))\nax.step(one['ts'], one['value'], where='pre')\n"
@@ -101,7 +101,7 @@ cells = [
         "detached CMS signature (`manifest.json.p7s`) verifies with `openssl cms -verify`."
     ),
     nbf.v4.new_code_cell(
-        "checked = 0\nfor manifest in sorted(OUT.glob('*/manifest.json')):\n"
+        "checked = 0\nfor manifest in sorted(OUT.glob(f'*/runs/{run_id}/manifest.json')):\n"
         "    doc = json.loads(manifest.read_text())\n"
         "    for f in doc['files']:\n"
         "        assert hashlib.sha256((manifest.parent / f['path']).read_bytes()).hexdigest() == f['sha256']\n"

@@ -58,7 +58,8 @@ def run_cli(
 
 
 def read_recipient(out: Path, recipient: str) -> pd.DataFrame:
-    files = sorted((out / recipient / "data").glob("date=*/*.parquet"))
+    """Every published row of a recipient (all its runs)."""
+    files = sorted((out / recipient / "runs").glob("*/data/date=*/*.parquet"))
     if not files:
         return pd.DataFrame()
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
@@ -67,7 +68,7 @@ def read_recipient(out: Path, recipient: str) -> pd.DataFrame:
 def all_rows(out: Path) -> dict[str, list[tuple[object, ...]]]:
     """Every recipient's rows, sorted, for comparing runs."""
     result = {}
-    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("_")):
+    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
         df = read_recipient(out, d.name)
         result[d.name] = (
             sorted(map(tuple, df.astype(str).itertuples(index=False))) if len(df) else []

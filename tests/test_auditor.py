@@ -70,7 +70,7 @@ def conformance(fleet: Path, out: Path) -> subprocess.CompletedProcess[str]:
 
 
 def tamper(out: Path, recipient: str, change) -> None:  # noqa: ANN001
-    path = sorted((out / recipient / "data").glob("date=*/*.parquet"))[0]
+    path = sorted((out / recipient / "runs" / "a1" / "data").glob("date=*/*.parquet"))[0]
     table = pq.read_table(path)
     df = table.to_pandas()
     df = change(df)
@@ -105,14 +105,14 @@ def test_clean_run_conforms(run: Path, fleet: Path) -> None:
 def test_forbidden_obis_row_is_caught_and_quarantined(run: Path, fleet: Path) -> None:
     tamper(run, "fr-esco-flex", add_voltage)
     proc = conformance(fleet, run)
-    assert proc.returncode == 1
+    assert proc.returncode == 4
     assert proc.stderr.startswith("minimeter: conformance-failed: fr-esco-flex")
-    assert not (run / "fr-esco-flex").exists()
-    assert (run / "_quarantine" / "fr-esco-flex" / "a1" / "data").is_dir()
+    assert not (run / "fr-esco-flex" / "runs" / "a1").exists()
+    assert (run / "_quarantine" / "a1" / "fr-esco-flex" / "data").is_dir()
     failed = {(e, c) for e, c, ok in results(run, "fr-esco-flex") if not ok}
     assert ("expect_column_values_to_be_in_set", "obis") in failed
     assert ("expect_table_row_count_to_equal", None) in failed
-    assert (run / "fr-enedis-daily").exists()  # the others stay deliverable
+    assert (run / "fr-enedis-daily" / "runs" / "a1").exists()  # the others stay deliverable
 
 
 @pytest.mark.parametrize("shift_hours,failing", [(0, {"_gap_s"}), (6, {"_gap_s", "_aligned"})])
@@ -127,10 +127,10 @@ def test_timestamps_closer_than_allowed_are_caught(
 
     tamper(run, "fr-enedis-daily", squeeze)
     proc = conformance(fleet, run)
-    assert proc.returncode == 1
+    assert proc.returncode == 4
     failed = {c for _, c, ok in results(run, "fr-enedis-daily") if not ok}
     assert failed == failing
-    assert (run / "_quarantine" / "fr-enedis-daily").is_dir()
+    assert (run / "_quarantine" / "a1" / "fr-enedis-daily").is_dir()
 
 
 def test_report_figures_reproduce_and_cover_the_run(run: Path, fleet: Path) -> None:
@@ -205,19 +205,20 @@ def test_conformance_workers_agree_with_the_in_process_check(run: Path, fleet: P
         "raw_meters": sorted(MeterRegistry.load(fleet / "meters.csv").meters),
         "as_of": datetime(2026, 1, 21, tzinfo=UTC),
     }
+    trees = {p.id: run / p.id / "runs" / "a1" for p in ps.policies}
     quality._stop_worker()
-    here = quality.run_conformance(run, ps, **check)  # type: ignore[arg-type]
+    here = quality.run_conformance(trees, ps, **check)  # type: ignore[arg-type]
     assert any(not r.success for r in here) and any(r.success for r in here)
     quality.start_conformance_worker()
     try:
         worker = quality._WORKER
         assert worker is not None
-        assert quality.run_conformance(run, ps, **check) == here  # type: ignore[arg-type]
+        assert quality.run_conformance(trees, ps, **check) == here  # type: ignore[arg-type]
         recipients = {r.recipient for r in here}
         assert worker.answered == len(recipients)
         worker.process.kill()
         worker.process.wait()
-        assert quality.run_conformance(run, ps, **check) == here  # type: ignore[arg-type]
+        assert quality.run_conformance(trees, ps, **check) == here  # type: ignore[arg-type]
     finally:
         quality._stop_worker()
 
@@ -238,13 +239,14 @@ def test_conformance_in_small_batches_agrees_with_one_batch(run: Path, fleet: Pa
     for p in ps.policies:
         if p.delivery == "cms-forward":
             continue
-        rows = sum(len(f) for f in quality.read_batches(run, p.id))
+        tree = run / p.id / "runs" / "a1"
+        rows = sum(len(f) for f in quality.read_batches(tree))
         args = {"expected_rows": rows, "raw_meters": raw, "as_of": as_of}
         # a context per check: a context refuses a second data source of the same name
         whole = quality.check_recipient(
-            quality._context(), p, [quality.read_output(run, p.id)], **args
+            quality._context(), p, [quality.read_output(tree)], **args
         )
-        batches = list(quality.read_batches(run, p.id, max_rows=rows // 3 + 1))
+        batches = list(quality.read_batches(tree, max_rows=rows // 3 + 1))
         small = quality.check_recipient(quality._context(), p, batches, **args)
         assert small == whole and all(r.success for r in whole), p.id
         checked += len(batches) >= 3
@@ -252,7 +254,7 @@ def test_conformance_in_small_batches_agrees_with_one_batch(run: Path, fleet: Pa
 
     # fr-enedis-daily: a second value one hour after a meter's first day, in a later batch
     policy = {p.id: p for p in ps.policies}["fr-enedis-daily"]
-    frames = list(quality.read_batches(run, policy.id, max_rows=10))
+    frames = list(quality.read_batches(run / policy.id / "runs" / "a1", max_rows=10))
     first = frames[0].iloc[[0]].copy()
     first["ts"] = first["ts"] + pd.Timedelta(hours=1)
     later = [*frames, first]

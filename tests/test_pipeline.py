@@ -11,11 +11,12 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pipeline_helpers import ROOT, read_recipient, run_cli
 
-from minimeter.pipeline.outputs import digest_file
+from minimeter.manifest import digest_file
 from minimeter.policy.load import load_policy_set
 from minimeter.pseudonym import PSEUDONYM_PATTERN, pseudonym, recipient_key
 from minimeter.synth.generate import SynthConfig, synthesize
@@ -140,10 +141,13 @@ def test_messages_are_all_accounted_for(fleet: Path, run: Path) -> None:
             continue
         assert c["readings-in"] == readings
         parts = sum(
-            v for k, v in c.items() if k.startswith("dropped-") or k in ("kept", "suppressed-k")
+            v
+            for k, v in c.items()
+            if k.startswith("dropped-") or k in ("kept", "suppressed-k", "carried-out")
         )
+        assert "carried-in" not in c  # the first run into this output takes nothing over
         assert parts == readings, (rid, c)
-    assert not (run / "_work").exists()  # the job's spill (decoded readings) is gone
+    assert not (run / "_staging").exists()  # the job's staging and spill are gone
 
 
 def test_scope_and_obis(run: Path, policies, meters: pd.DataFrame, fleet: Path) -> None:  # noqa: ANN001
@@ -280,7 +284,7 @@ def test_forwarded_messages_verify_under_the_pseudonymiser_root(
     messages = pd.read_csv(fleet / "truth" / "messages.csv")
     forward = messages[messages.route == "forward"]
     assert len(forward) > 0
-    files = sorted((run / "de-supplier-forward" / "forward").glob("*.cms"))
+    files = sorted((run / "de-supplier-forward" / "runs" / "t1" / "forward").glob("*.cms"))
     assert len(files) == len(forward)
     gateway_ders = [
         openssl("x509", "-in", p, "-outform", "DER")
@@ -302,12 +306,17 @@ def test_forwarded_messages_verify_under_the_pseudonymiser_root(
 
 
 def test_manifests_are_signed_and_match_the_files(run: Path, fleet: Path, policies) -> None:  # noqa: ANN001
+    hashes = set()
     for rid in policies:
-        base = run / rid
+        base = run / rid / "runs" / "t1"
         manifest = json.loads((base / "manifest.json").read_text())
         assert manifest["recipient"] == rid and manifest["run_id"] == "t1"
         for f in manifest["files"]:
             assert digest_file(base / f["path"]) == f["sha256"]
+            if f["kind"] == "data":
+                assert pq.ParquetFile(base / f["path"]).metadata.num_rows == f["rows"]
+        assert manifest["rows"] == len(read_recipient(run, rid))  # the true count, not 0
+        hashes.add(manifest["policy_hash"])
         openssl(
             "cms",
             "-verify",
@@ -323,11 +332,10 @@ def test_manifests_are_signed_and_match_the_files(run: Path, fleet: Path, polici
             "-purpose",
             "any",
         )
-    meta = (
-        __import__("pyarrow.parquet", fromlist=["x"])
-        .read_metadata(next((run / "fr-esco-flex" / "data").glob("*/*.parquet")))
-        .metadata
-    )
+    assert len(hashes) == len(policies)  # each recipient's own policy hash
+    meta = pq.read_metadata(
+        next((run / "fr-esco-flex" / "runs" / "t1" / "data").glob("*/*.parquet"))
+    ).metadata
     assert meta[b"minimeter.run_id"] == b"t1" and len(meta[b"minimeter.policy_hash"]) == 64
 
 
@@ -355,7 +363,7 @@ def test_invalid_policy_stops_the_run_before_any_data_moves(fleet: Path, tmp_pat
     path.write_text(yaml.safe_dump(doc))
     out = tmp_path / "out"
     proc = run_cli(fleet, out, policies=policies)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.startswith(
         "minimeter: policy-invalid: policies/recipients/fr-supplier-historique.yaml: min_interval"
     )

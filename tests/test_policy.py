@@ -238,7 +238,7 @@ def test_cli_check(project: Path) -> None:
         text=True,
         check=False,
     )
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # configuration
     lines = bad.stdout.splitlines()
     assert len(lines) == 3 and all(
         line.startswith(f"{REC}/fr-enedis-daily.yaml: ") for line in lines
@@ -275,7 +275,7 @@ def test_cli_explain_unknown_recipient() -> None:
         text=True,
         check=False,
     )
-    assert proc.returncode == 1 and proc.stderr.startswith("minimeter: unknown-recipient: ")
+    assert proc.returncode == 2 and proc.stderr.startswith("minimeter: unknown-recipient: ")
 
 
 # --- property tests of the semantics ------------------------------------------------------------

@@ -129,7 +129,7 @@ def test_three_runners_give_identical_datasets(
         dead = sorted((out / "_dead_letters").glob("*.parquet"))
         results[name]["_dead"] = [(p.name, p.read_bytes()) for p in dead]  # type: ignore[list-item]
         results[name]["_forward"] = sorted(  # type: ignore[assignment]
-            p.name for p in out.glob("*/forward/*.cms")
+            p.name for p in out.glob("*/runs/*/forward/*.cms")
         )
     reference = results["in_memory"]
     assert sum(len(v) for k, v in reference.items() if not k.startswith("_")) > 1000

@@ -264,5 +264,5 @@ def test_cli_rejects_bad_options(tmp_path: Path, bad: list[str]) -> None:
         capture_output=True,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # usage or configuration
     assert proc.stderr.decode().count("\n") == 1 and proc.stderr.decode().startswith("minimeter: ")

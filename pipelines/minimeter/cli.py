@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minimeter import __version__
-from minimeter.errors import EXIT_OTHER, ConfigError, MinimeterError, UsageError, exit_code
+from minimeter.errors import EXIT_OTHER, EXIT_USAGE, ConfigError, MinimeterError, UsageError, exit_code
 
 if TYPE_CHECKING:
     from minimeter.cms import TrustStore
@@ -288,7 +288,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         for line in findings:
             print(line)
         print(f"minimeter: policy-invalid: {len(findings)} finding(s)", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     assert ps is not None
     print(
         f"policy check: {len(ps.policies)} recipients, {len(ps.baselines)} baselines, "

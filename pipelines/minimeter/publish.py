@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,15 @@ from pathlib import Path
 
 from minimeter.errors import MinimeterError
 from minimeter.layout import OutLayout, Staging
+
+
+CRASH_AT = "MINIMETER_CRASH_AT"
+"""Fault injection for the tests: the run kills itself (SIGKILL) at the named point."""
+
+
+def crash_point(name: str) -> None:
+    if os.environ.get(CRASH_AT) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class OutLocked(MinimeterError):
@@ -181,19 +191,23 @@ def apply_publish(
 ) -> None:
     """Carry out a committed record (idempotent: a killed publish is finished by ``recover``)."""
     staging = layout.staging(record.run_id)
-    touched: set[str] = set()
-    for rid in record.recipients:
+    for n, rid in enumerate(record.recipients):
         staged = staging.recipient(rid)
         published = layout.published(rid, record.run_id)
+        touched = False
         if rid in record.published and staged.base.is_dir():
             _replace_dir(staged.base, published.base, staging.replaced / rid)
-            touched.add(rid)
+            touched = True
         elif published.base.is_dir() and _publish_id_of(published.manifest) != record.publish_id:
             shutil.rmtree(published.base)  # an earlier attempt of this run id, now not published
-            touched.add(rid)
+            touched = True
         if rid in record.quarantined and staged.base.is_dir():
             q = layout.quarantine(record.run_id, rid)
             _replace_dir(staged.base, q.base, staging.replaced / f"_quarantine-{rid}")
+        if touched or rid in record.published:
+            write_index(rid)  # right after the rename: the index lags by one step at most
+        if n == len(record.recipients) // 2:
+            crash_point("mid-publish")
     if staging.dead_letters.is_file():
         target = layout.dead_letters(record.run_id)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -202,9 +216,6 @@ def apply_publish(
         _replace_dir(staging.state, layout.state(record.run_id), staging.replaced / "_state")
     if record.state or layout.state_index.exists():
         set_state_head(layout, record.run_id, record.consumed_state)
-    for rid in sorted(touched | set(record.published)):
-        if (layout.recipient_root(rid) / "runs").is_dir():
-            write_index(rid)
     shutil.rmtree(staging.base, ignore_errors=True)
     _remove_if_empty(layout.staging_root)
 

@@ -38,15 +38,6 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def digest_file(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def deliverable_table(rows: list[Deliverable], *, aggregate: bool) -> pa.Table:
     """Deliverables (of one recipient) as a table of the output schema, sorted."""
     for r in rows:

@@ -274,7 +274,13 @@ def _run_locked(
 
     from minimeter.manifest import Signer, policy_hash, write_index, write_manifest
     from minimeter.pipeline.audit import committed_publish_id, write_audit
-    from minimeter.publish import PublishRecord, apply_publish, recover, state_to_consume
+    from minimeter.publish import (
+        PublishRecord,
+        apply_publish,
+        crash_point,
+        recover,
+        state_to_consume,
+    )
     from minimeter.quality import check_trees, start_conformance_worker
 
     signer = Signer.from_pki(cfg.pki)
@@ -290,6 +296,7 @@ def _run_locked(
     carried_from = state_to_consume(layout, cfg.run_id) if cfg.carry_max_age_days > 0 else None
     with Progress(staging, listed, enabled=progress) as ticker:
         _run_job(cfg, ps, runner, staging, layout, carried_from)
+        crash_point("after-job")
         pipeline_seconds = time.perf_counter() - started
         ticker.phase = "conformance"
         counts = {(rid, reason): n for rid, reason, n in json.loads(staging.counts.read_text())}
@@ -356,6 +363,7 @@ def _run_locked(
             consumed_state=carried_from,
         )
         record.write(staging)
+        crash_point("before-commit")
         write_audit(
             cfg,
             ps,
@@ -371,6 +379,7 @@ def _run_locked(
             started_at=started_at,
             version=code_version(),
         )
+        crash_point("after-commit")
         apply_publish(layout, record, index)
     failures = tuple(
         f"{r.recipient}: {r.expectation} {r.column or ''}: {r.observed}"
