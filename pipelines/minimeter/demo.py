@@ -33,11 +33,11 @@ meters x days, is what costs)."""
 DEMO_SEED = 127
 """A fleet of ``DEMO_METERS`` in which every shipped recipient gets data: at least five meters
 sharing a German and a British grid area on most days (the aggregates' k-anonymity), two French
-historic-supplier and three Dutch meters without a faulty message all month (the monthly
+historic-supplier and two Dutch meters without a faulty message all month (the monthly
 recipients), and opt-in consent for the French ESCO and the British half-hourly supplier.
 tests/test_demo.py checks this; change the seed only with that test passing."""
 DEMO_FAULTS = 0.015
-"""About a dozen faulty messages: every fault kind once, most meters with a complete month."""
+"""About a dozen faulty messages: every fault kind at least once, most meters with a complete month."""
 EU_DST_START_2026 = date(2026, 3, 29)
 """Last Sunday of March 2026: Europe changes to summer time at 01:00 UTC."""
 
