@@ -243,9 +243,7 @@ def test_conformance_in_small_batches_agrees_with_one_batch(run: Path, fleet: Pa
         rows = sum(len(f) for f in quality.read_batches(tree))
         args = {"expected_rows": rows, "raw_meters": raw, "as_of": as_of}
         # a context per check: a context refuses a second data source of the same name
-        whole = quality.check_recipient(
-            quality._context(), p, [quality.read_output(tree)], **args
-        )
+        whole = quality.check_recipient(quality._context(), p, [quality.read_output(tree)], **args)
         batches = list(quality.read_batches(tree, max_rows=rows // 3 + 1))
         small = quality.check_recipient(quality._context(), p, batches, **args)
         assert small == whole and all(r.success for r in whole), p.id

@@ -24,9 +24,9 @@ from minimeter.minimise import (
     merge,
     select,
 )
-from minimeter.payload.k461 import DecodedProfile, DecodedSeries
 from minimeter.pipeline.outputs import deliverable_table
 from minimeter.policy.load import load_policy_set
+from minimeter.readings import DecodedProfile, DecodedSeries
 from minimeter.registry import ConsentRegistry, Grant, MeterInfo
 
 US = 1_000_000
@@ -43,7 +43,7 @@ def make_series(
     )
     times = JAN1 + (idx + 1) * STEP
     vals = values[: len(idx)].astype(float)
-    return DecodedSeries(obis, "Wh", times, vals, np.zeros(len(idx), dtype=np.int64), STEP)
+    return DecodedSeries.measured(obis, "Wh", times, vals, STEP)
 
 
 def month_end(t: int) -> int:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minimeter.errors import SpillError
-from minimeter.payload.k461 import DecodedProfile, DecodedSeries
+from minimeter.readings import COLUMNS, DecodedProfile, DecodedSeries
 from minimeter.spill import Spill, decode_profile_blob, encode_profile, remove_spill, spill_key
 
 SECRET = bytes(range(32))
@@ -21,7 +21,9 @@ series = st.builds(
         unit,
         np.array([r[0] for r in rows], dtype=np.int64),
         np.array([r[1] for r in rows], dtype=np.float64),
-        np.array([r[2] for r in rows], dtype=np.int64),
+        np.array([r[2] % 6 for r in rows], dtype=np.uint8),
+        np.array([r[2] for r in rows], dtype=np.uint64),
+        np.array([r[0] - r[3] for r in rows], dtype=np.int64),
         step,
     ),
     st.text(min_size=1, max_size=20),
@@ -31,7 +33,8 @@ series = st.builds(
         st.tuples(
             st.integers(-(2**62), 2**62),
             st.floats(allow_nan=True, allow_infinity=True),
-            st.integers(0, 2**32),
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 10**7),
         ),
         max_size=30,
     ),
@@ -45,7 +48,7 @@ def same(a: DecodedProfile, b: DecodedProfile) -> bool:
     for x, y in zip(a.series, b.series, strict=True):
         if (x.obis, x.unit, x.step_us) != (y.obis, y.unit, y.step_us):
             return False
-        for name in ("times_us", "values", "statuses"):
+        for name, _ in COLUMNS:
             u, v = getattr(x, name), getattr(y, name)
             if u.dtype != v.dtype or not np.array_equal(u, v, equal_nan=name == "values"):
                 return False
@@ -76,11 +79,7 @@ def sample(n: int) -> list[DecodedProfile]:
         out.append(
             DecodedProfile(
                 f"1LGZ{i:010d}",
-                (
-                    DecodedSeries(
-                        "1-0:1.8.0", "Wh", t, t * 0.5, np.zeros(96, np.int64), 900_000_000
-                    ),
-                ),
+                (DecodedSeries.measured("1-0:1.8.0", "Wh", t, t * 0.5, 900_000_000),),
             )
         )
     return out

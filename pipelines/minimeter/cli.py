@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minimeter import __version__
-from minimeter.errors import EXIT_OTHER, EXIT_USAGE, ConfigError, MinimeterError, UsageError, exit_code
+from minimeter.errors import (
+    EXIT_OTHER,
+    EXIT_USAGE,
+    ConfigError,
+    MinimeterError,
+    UsageError,
+    exit_code,
+)
 
 if TYPE_CHECKING:
     from minimeter.cms import TrustStore
@@ -227,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on a small synthetic fleet")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
-    demo.add_argument("--meters", type=int, default=100)
-    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--meters", type=int, default=None, help="default 24")
+    demo.add_argument("--days", type=int, default=None, help="default 31 (all of March 2026)")
     demo.set_defaults(handler=_demo, allow_extra=True)
     return parser
 
@@ -471,9 +478,8 @@ def _demo(args: argparse.Namespace) -> int:
     from minimeter.pipeline.options import check_known
 
     check_known(list(args.beam_args))
-    return run_demo(
-        Path(args.out), meters=args.meters, days=args.days, beam_args=tuple(args.beam_args)
-    )
+    sizes = {k: v for k, v in (("meters", args.meters), ("days", args.days)) if v is not None}
+    return run_demo(Path(args.out), beam_args=tuple(args.beam_args), **sizes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

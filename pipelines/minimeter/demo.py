@@ -113,9 +113,11 @@ def run_demo(
         pki=fleet / "pki",
     )
     print(
-        f"\nfleet and ground truth: {fleet}\nper-recipient datasets: {cfg.out}/<recipient>/data, "
-        f"relayed messages: {cfg.out}/<recipient>/forward, signed manifests: "
-        f"{cfg.out}/<recipient>/manifest.json(.p7s)\naudit: {cfg.out}/_audit/audit.duckdb\n"
+        f"\nfleet and ground truth: {fleet}\nper-recipient datasets: "
+        f"{cfg.out}/<recipient>/runs/{cfg.run_id}/data, relayed messages: .../forward, signed "
+        f"manifests: .../manifest.json(.p7s), index: {cfg.out}/<recipient>/index.json(.p7s)\n"
+        f"verify: minimeter verify {cfg.out} --trust-anchor {fleet}/pki/pseudonymiser-root.pem\n"
+        f"audit: {cfg.out}/_audit/audit.duckdb\n"
         f"DPIA policy report: {html_path} (and {md_path.name}); notebook: notebooks/auditor_walkthrough.ipynb\n"
         f"demo done in {time.perf_counter() - started:.1f} s"
     )

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from minimeter.obis import OBIS_TABLE
-from minimeter.payload.k461 import DecodedProfile, DecodedSeries
 from minimeter.policy.model import Policy
 from minimeter.pseudonym import pseudonym
+from minimeter.readings import DecodedProfile, DecodedSeries
 from minimeter.registry import ConsentRegistry, MeterInfo
 
 US = 1_000_000
@@ -69,9 +69,7 @@ def select(
 
 
 def _subset(s: DecodedSeries, mask: np.ndarray) -> DecodedSeries:
-    return DecodedSeries(
-        s.obis, s.unit, s.times_us[mask], s.values[mask], s.statuses[mask], s.step_us
-    )
+    return s.subset(mask)
 
 
 def merge(parts: Iterable[DecodedSeries]) -> tuple[list[DecodedSeries], int]:
@@ -83,17 +81,15 @@ def merge(parts: Iterable[DecodedSeries]) -> tuple[list[DecodedSeries], int]:
     out, duplicates = [], 0
     for obis in sorted(by_obis):
         group = by_obis[obis]
-        t = np.concatenate([g.times_us for g in group])
-        v = np.concatenate([g.values for g in group])
-        st = np.concatenate([g.statuses for g in group])
-        order = np.argsort(t, kind="stable")
-        t, v, st = t[order], v[order], st[order]
+        steps = [g.step_us for g in group if g.step_us]
+        step = max(set(steps), key=steps.count) if steps else 0
+        joined = DecodedSeries.concat(group, step)
+        order = np.argsort(joined.times_us, kind="stable")
+        t = joined.times_us[order]
         first = np.ones(len(t), dtype=bool)
         first[1:] = t[1:] != t[:-1]
         duplicates += int((~first).sum())
-        steps = [g.step_us for g in group if g.step_us]
-        step = max(set(steps), key=steps.count) if steps else 0
-        out.append(DecodedSeries(obis, group[0].unit, t[first], v[first], st[first], step))
+        out.append(joined.subset(order[first]))
     return out, duplicates
 
 
@@ -149,15 +145,7 @@ def coarsen(series: DecodedSeries, interval: str) -> tuple[Coarse | None, Decode
     complete = (length % step == 0) & (counts == length // step)
     leftover = None
     if not complete.all():
-        mask = ~np.repeat(complete, counts)
-        leftover = DecodedSeries(
-            series.obis,
-            series.unit,
-            series.times_us[mask],
-            series.values[mask],
-            series.statuses[mask],
-            step,
-        )
+        leftover = series.subset(~np.repeat(complete, counts))
     if not complete.any():
         return None, leftover
     kind = OBIS_TABLE[series.obis].kind if series.obis in OBIS_TABLE else "register"

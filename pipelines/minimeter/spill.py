@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from minimeter.errors import SpillError
-from minimeter.payload.k461 import DecodedProfile, DecodedSeries
+from minimeter.readings import COLUMNS, DecodedProfile, DecodedSeries
 
 _SALT = b"minimeter spill v1"
 _NONCE = 12
@@ -43,17 +43,14 @@ def spill_key(secret: bytes, run_id: str) -> bytes:
 
 
 _HEADER = struct.Struct("<I")
-_COLUMNS = (
-    ("times_us", "<i8", np.int64),
-    ("values", "<f8", np.float64),
-    ("statuses", "<i8", np.int64),
-)
+_ROW_BYTES = sum(np.dtype(d).itemsize for _, d in COLUMNS)
 
 
 def encode_profile(profile: DecodedProfile) -> bytes:
     """A profile as bytes: a length-prefixed JSON header (meter, and per series its OBIS code,
-    unit, capture period and reading count), then the times (int64), values (float64) and
-    statuses (int64) of every series, little-endian."""
+    unit, capture period and reading count), then each per-reading column of
+    ``minimeter.readings.COLUMNS`` (times, values, status, raw status, capture times) of every
+    series, little-endian."""
     series = profile.series
     header = json.dumps(
         {
@@ -62,7 +59,7 @@ def encode_profile(profile: DecodedProfile) -> bytes:
         }
     ).encode()
     parts = [_HEADER.pack(len(header)), header]
-    for name, dtype, _ in _COLUMNS:
+    for name, dtype in COLUMNS:
         parts += [np.ascontiguousarray(getattr(s, name), dtype=dtype).tobytes() for s in series]
     return b"".join(parts)
 
@@ -74,22 +71,21 @@ def decode_profile_blob(data: bytes) -> DecodedProfile:
         meta = json.loads(data[_HEADER.size : _HEADER.size + size])
         described = [(str(o), str(u), int(step), int(n)) for o, u, step, n in meta["series"]]
         total = sum(n for *_, n in described)
-        if len(data) != _HEADER.size + size + 24 * total or any(n < 0 for *_, n in described):
+        if any(n < 0 for *_, n in described):
+            raise ValueError("length")
+        if len(data) != _HEADER.size + size + _ROW_BYTES * total:
             raise ValueError("length")
         at = _HEADER.size + size
         columns = []
-        for _, stored, native in _COLUMNS:
-            columns.append(np.frombuffer(data, stored, total, at).astype(native))
-            at += 8 * total
-        times, values, statuses = columns
+        for _, stored in COLUMNS:
+            dtype = np.dtype(stored)
+            columns.append(np.frombuffer(data, dtype, total, at).astype(dtype.newbyteorder("=")))
+            at += dtype.itemsize * total
         out, start = [], 0
         for obis, unit, step, n in described:
             end = start + n
-            out.append(
-                DecodedSeries(
-                    obis, unit, times[start:end], values[start:end], statuses[start:end], step
-                )
-            )
+            cut = [c[start:end] for c in columns]
+            out.append(DecodedSeries(obis, unit, cut[0], cut[1], cut[2], cut[3], cut[4], step))
             start = end
         return DecodedProfile(str(meta["meter"]), tuple(out))
     except (struct.error, KeyError, ValueError, TypeError) as exc:

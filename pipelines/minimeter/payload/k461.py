@@ -21,6 +21,7 @@ from lxml import etree
 
 from minimeter.errors import MinimeterError, PayloadError
 from minimeter.obis import DLMS_UNITS, obis_from_hex, obis_to_hex, scale
+from minimeter.readings import DecodedProfile, DecodedSeries, ReadingStatus
 
 NS_PROFILE = "urn:k461-dke-de:profile_generic-1"
 NS_EXTENSION = "urn:k461-dke-de:extension-1"
@@ -79,29 +80,6 @@ def encode_profile(
 MAX_XML_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 12
 _ZLIB_CMF = 0x78
-
-
-@dataclass(frozen=True)
-class DecodedSeries:
-    """One capture object's readings in physical units, times as UTC epoch microseconds."""
-
-    obis: str
-    unit: str
-    times_us: np.ndarray
-    values: np.ndarray
-    statuses: np.ndarray
-    step_us: int
-    """Capture period inferred from the column (0 when it cannot be told)."""
-
-
-@dataclass(frozen=True)
-class DecodedProfile:
-    meter: str
-    series: tuple[DecodedSeries, ...]
-
-    @property
-    def readings(self) -> int:
-        return sum(len(s.times_us) for s in self.series)
 
 
 def inflate_if_zlib(payload: bytes, *, limit: int = MAX_XML_BYTES) -> bytes:
@@ -264,11 +242,21 @@ def _column(column: Any, obis: str, e: str, p: str) -> DecodedSeries:
     if len(t) > 1:  # the most common spacing (np.unique: no allocation sized by the values)
         spacings, counts = np.unique(np.diff(t), return_counts=True)
         step = int(spacings[counts.argmax()])
+    raw_status = np.array(statuses, dtype=np.uint64)[order]
+    codes = np.full(len(raw_status), ReadingStatus.UNKNOWN, dtype=np.uint8)
+    for word, status in (
+        (0, ReadingStatus.VALID),
+        (3, ReadingStatus.NOT_PRESENT),
+        (4, ReadingStatus.INVALID),
+    ):
+        codes[raw_status == word] = status
     return DecodedSeries(
         obis=obis,
         unit=DLMS_UNITS.get(unit_code, f"dlms-{unit_code}"),
         times_us=t,
         values=_scaled(raw, scaler)[order],
-        statuses=np.array(statuses, dtype=np.int64)[order],
+        status=codes,
+        status_raw=raw_status,
+        captured_us=t.copy(),
         step_us=step,
     )

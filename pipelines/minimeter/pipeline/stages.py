@@ -39,11 +39,12 @@ from minimeter.minimise import (
     horizon_us,
     select,
 )
-from minimeter.payload.k461 import DecodedProfile, DecodedSeries, decode_profile
+from minimeter.payload.k461 import decode_profile
 from minimeter.pipeline.inputs import match_inputs
 from minimeter.pipeline.outputs import atomic_write, deliverable_table, forward_name, write_parquet
 from minimeter.policy.model import Policy
 from minimeter.pseudonym import recipient_key
+from minimeter.readings import DecodedProfile, DecodedSeries
 from minimeter.registry import ConsentRegistry, MeterRegistry
 from minimeter.spill import Spill, SpillRef, spill_key
 
