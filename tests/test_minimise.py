@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from minimeter.minimise import (
     AreaTotal,
+    implausible,
     Deliverable,
     aggregate_group,
     coarsen,
@@ -26,7 +27,7 @@ from minimeter.minimise import (
 )
 from minimeter.pipeline.outputs import deliverable_table
 from minimeter.policy.load import load_policy_set
-from minimeter.readings import DecodedProfile, DecodedSeries
+from minimeter.readings import DecodedProfile, DecodedSeries, ReadingStatus
 from minimeter.registry import ConsentRegistry, Grant, MeterInfo
 
 US = 1_000_000
@@ -160,6 +161,52 @@ def test_select_order_and_counts() -> None:
     assert [len(k.times_us) for k in kept] == [24]
     _, counts = select(esco, meter(jurisdiction="DE"), consent, profile, 0)
     assert counts["dropped-scope"] == 192
+
+
+def test_only_valid_readings_go_on_each_status_counted() -> None:
+    enedis = POLICIES["fr-enedis-daily"]
+    status = np.zeros(96 * 2, dtype=np.uint8)
+    status[10] = ReadingStatus.INVALID
+    status[11] = ReadingStatus.NOT_PRESENT
+    status[12] = ReadingStatus.WARNING  # measured: still delivered
+    s = make_series("1-0:1.8.0", 0, 96 * 2, np.arange(96 * 2) + 1000.0)
+    s = DecodedSeries.measured(s.obis, s.unit, s.times_us, s.values, STEP, status)
+    kept, counts = select(enedis, meter(), ConsentRegistry({}), DecodedProfile("m", (s,)), 0)
+    assert counts["dropped-invalid"] == 1 and counts["dropped-not-present"] == 1
+    assert sum(len(k) for k in kept) == 96 * 2 - 2
+    rows, _, c, carried = deliver_meter(enedis, "m", kept, key=None, carry_from_us=0)
+    # the day holding the invalid readings is never complete: only the second day is delivered
+    assert [len(r) for r in rows] == [1] and int(rows[0].ts_us[0]) == int(s.times_us[-1])
+    assert c["carried-out"] == 96 - 2 and c["kept"] == 96
+
+
+def test_implausible_readings_are_found() -> None:
+    values = np.arange(96, dtype=float) * 100 + 10_000  # 100 Wh per quarter hour: 400 W
+    values[20] = 5  # a register that falls back
+    values[40] = values[39] + 300_000  # 300 kWh in 15 minutes: 1.2 MW
+    s = make_series("1-0:1.8.0", 0, 96, values)
+    energy = make_series("1-0:1.29.0", 0, 96, np.ones(96))
+    energy = DecodedSeries.measured(
+        energy.obis, "Wh", energy.times_us, np.where(np.arange(96) == 7, -1.0, 1.0), STEP
+    )
+    wrong = implausible([DecodedProfile("m", (s, energy))])
+    assert wrong["1-0:1.8.0"].tolist() == [int(s.times_us[20]), int(s.times_us[40])]
+    assert wrong["1-0:1.29.0"].tolist() == [int(energy.times_us[7])]
+    kept, counts = select(
+        POLICIES["fr-enedis-daily"],
+        meter(),
+        ConsentRegistry({}),
+        DecodedProfile("m", (s,)),
+        0,
+        wrong,
+    )
+    assert counts["dropped-implausible"] == 2 and sum(len(k) for k in kept) == 94
+    assert (
+        implausible(
+            [DecodedProfile("m", (make_series("1-0:1.8.0", 0, 96, values * 0 + np.arange(96)),))]
+        )
+        == {}
+    )
 
 
 def test_pseudonymised_delivery_hides_the_meter() -> None:

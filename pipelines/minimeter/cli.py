@@ -112,6 +112,100 @@ def _cms_resign(args: argparse.Namespace) -> int:
     return 0
 
 
+DECODE_COLUMNS = ("meter", "obis", "capture_time", "ts", "value", "unit", "status", "status_raw")
+
+
+def _looks_like_cms(data: bytes) -> bool:
+    head = data.lstrip()[:16]
+    return head.startswith(b"-----BEGIN") or (head[:1] == b"\x30" and not head.startswith(b"<"))
+
+
+def _decode(args: argparse.Namespace) -> int:
+    """``minimeter decode``: one payload's readings, for operators and auditors. The columns:
+    meter, obis, capture_time (UTC, as sent), ts (UTC, the attributed period end), value (in
+    unit), unit, status (the ReadingStatus name), status_raw (the status word as sent)."""
+    import pyarrow as pa
+
+    from minimeter.payload import decode_payload
+
+    at = _parse_at(args.at) or datetime.now(UTC)
+    data = _read_input(args.input)
+    if _looks_like_cms(data):
+        if not args.trust_anchor:
+            raise UsageError("decode: a CMS message needs --trust-anchor")
+        trust = _trust(args)
+        if args.han_export:
+            from minimeter.cms import open_han_export
+
+            payload = open_han_export(data, trust=trust, at=at).payload
+        else:
+            from minimeter.cms import open_message
+            from minimeter.keys import load_certificates, load_private_key
+
+            if not (args.key and args.cert):
+                raise UsageError("decode: an encrypted message needs --key and --cert")
+            payload = open_message(
+                data,
+                recipient_key=load_private_key(args.key),
+                recipient_cert=load_certificates(args.cert)[0],
+                trust=trust,
+                at=at,
+            ).payload
+    else:
+        payload = data
+    latest = int(at.timestamp() * 1_000_000) + 86_400 * 1_000_000
+    profile = decode_payload(payload, latest_us=latest)
+    cols: dict[str, list[object]] = {c: [] for c in DECODE_COLUMNS}
+    for s in profile.series:
+        n = len(s)
+        cols["meter"] += [profile.meter] * n
+        cols["obis"] += [s.obis] * n
+        cols["capture_time"] += s.captured_us.tolist()
+        cols["ts"] += s.times_us.tolist()
+        cols["value"] += s.values.tolist()
+        cols["unit"] += [s.unit] * n
+        cols["status"] += [_status_name(int(c)) for c in s.status.tolist()]
+        cols["status_raw"] += s.status_raw.tolist()
+    stamp = pa.timestamp("us", tz="UTC")
+    table = pa.table(
+        {
+            "meter": pa.array(cols["meter"], pa.string()),
+            "obis": pa.array(cols["obis"], pa.string()),
+            "capture_time": pa.array(cols["capture_time"], pa.int64()).cast(stamp),
+            "ts": pa.array(cols["ts"], pa.int64()).cast(stamp),
+            "value": pa.array(cols["value"], pa.float64()),
+            "unit": pa.array(cols["unit"], pa.string()),
+            "status": pa.array(cols["status"], pa.string()),
+            "status_raw": pa.array(cols["status_raw"], pa.uint64()),
+        }
+    )
+    _write_table(table, args.out)
+    return 0
+
+
+def _status_name(code: int) -> str:
+    from minimeter.readings import ReadingStatus
+
+    try:
+        return ReadingStatus(code).name.lower().replace("_", "-")
+    except ValueError:
+        return "unknown"
+
+
+def _write_table(table: Any, out: str) -> None:
+    import io
+
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    if out == "-" or out.endswith(".csv"):
+        pcsv.write_csv(table, sink)
+    else:
+        pq.write_table(table, sink, compression="zstd")
+    _write_output(sink.getvalue(), None if out == "-" else out)
+
+
 def _add_trust_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-anchor", action="append", required=True, metavar="ROOT.pem")
     p.add_argument("--intermediate", action="append", metavar="CERT.pem")
@@ -151,6 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust_options(rs)
     rs.set_defaults(handler=_cms_resign)
 
+    dc = commands.add_parser(
+        "decode",
+        help="decode one gateway payload or CMS message into readings (CSV or Parquet)",
+        allow_abbrev=False,
+    )
+    dc.add_argument(
+        "input", metavar="INPUT", help="K461 XML (or zlib), or a CMS message; - for stdin"
+    )
+    dc.add_argument("--out", required=True, metavar="FILE", help="*.csv or - for CSV, else Parquet")
+    dc.add_argument("--trust-anchor", action="append", metavar="ROOT.pem")
+    dc.add_argument("--intermediate", action="append", metavar="CERT.pem")
+    dc.add_argument("--key", metavar="KEY.pem", help="to decrypt an enveloped message")
+    dc.add_argument("--cert", metavar="CERT.pem")
+    dc.add_argument("--han-export", action="store_true", help="accept a signed-only HAN export")
+    dc.add_argument("--at", metavar="ISO8601", help="processing time (default: now)")
+    dc.set_defaults(handler=_decode)
+
     sy = commands.add_parser("synth", help="make a synthetic SMGW fleet, test SM-PKI and messages")
     sy.add_argument("--out", required=True, metavar="DIR")
     sy.add_argument("--meters", type=int, default=50)
@@ -186,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job: messages to per-recipient datasets",
         usage="minimeter run --input GLOB --policies DIR --pki DIR --consent FILE --meters FILE "
         "--out DIR [--as-of DATE] [--run-id ID] [--no-spill] [--carry-max-age-days N] "
+        "[--accept han-export] [--max-power-w W] [--max-readings N] "
         "[--summary-json FILE] [--log-level LEVEL] [--progress | --no-progress] "
         "[beam options ...]",
         epilog="Any other --option must be one of Apache Beam's (--runner, --direct_num_workers, "
@@ -334,10 +446,25 @@ def _run_config(args: argparse.Namespace, beam_args: tuple[str, ...]) -> Any:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.run_id):
             raise UsageError("--run-id: use letters, digits, '.', '_' and '-' (at most 64)")
         extra["run_id"] = args.run_id
+    if args.accept:
+        extra["accept_han_export"] = "han-export" in args.accept
+    if args.max_power_w is not None:
+        if not 0 < args.max_power_w <= 1e9:
+            raise UsageError("--max-power-w: above 0 and at most 1e9")
+        extra["max_power_w"] = args.max_power_w
+    if args.max_readings is not None:
+        if not 1 <= args.max_readings <= 10_000_000:
+            raise UsageError("--max-readings: between 1 and 10000000")
+        extra["max_readings"] = args.max_readings
     if args.carry_max_age_days is not None:
         if not 0 <= args.carry_max_age_days <= 62:
             raise UsageError("--carry-max-age-days: between 0 and 62")
         extra["carry_max_age_days"] = args.carry_max_age_days
+    if "://" in args.out:
+        raise UsageError(
+            "--out: publishing needs a POSIX file system (local or mounted); object stores "
+            "are not supported for --out"
+        )
     return RunConfig(
         input=args.input,
         policies=Path(args.policies),

@@ -1,9 +1,10 @@
 """Policy semantics: what one recipient may receive of one meter's readings (no Beam here).
 
-Order per recipient: scope (habilitation) -> consent -> OBIS allow-list -> retention ->
-sampling limit (per OBIS kind) -> identity -> k-anonymous aggregation. Every reading that does
-not reach a deliverable row is counted under the reason that removed it, so that
-``readings-in = dropped-* + kept (+ suppressed-k)`` holds per recipient.
+Order per recipient: scope (habilitation) -> reading status (only valid readings go on) ->
+plausibility -> consent -> OBIS allow-list -> retention -> sampling limit (per OBIS kind) ->
+identity -> k-anonymous aggregation. Every reading that does not reach a deliverable row is
+counted under the reason that removed it, so that ``readings-in (+ carried-in) = dropped-* +
+kept (+ suppressed-k) (+ carried-out)`` holds per recipient.
 
 Only this module creates ``Deliverable`` objects, and the writers accept nothing else.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from minimeter.obis import OBIS_TABLE
 from minimeter.policy.model import Policy
 from minimeter.pseudonym import pseudonym
-from minimeter.readings import DecodedProfile, DecodedSeries
+from minimeter.readings import DecodedProfile, DecodedSeries, ReadingStatus, deliverable
 from minimeter.registry import ConsentRegistry, MeterInfo
 
 US = 1_000_000
@@ -37,14 +38,89 @@ def in_scope(policy: Policy, info: MeterInfo | None) -> bool:
     return policy.scope.supplier is None or info.supplier == policy.scope.supplier
 
 
+DEFAULT_MAX_POWER_W = 1_000_000.0
+"""No meter behind one gateway draws or feeds more than this (plausibility)."""
+_ENERGY_WH = {"Wh": 1.0, "kWh": 1000.0, "varh": 1.0, "kvarh": 1000.0}
+_POWER_W = {"W": 1.0, "kW": 1000.0, "var": 1.0, "kvar": 1000.0}
+
+
+def implausible(
+    profiles: Iterable[DecodedProfile], max_power_w: float = DEFAULT_MAX_POWER_W
+) -> dict[str, np.ndarray]:
+    """Per OBIS code, the capture times (``times_us``) of one meter's deliverable readings that
+    no meter can produce: a register that decreases or grows faster than ``max_power_w``,
+    negative interval energy or more than ``max_power_w`` over the capture period, an
+    instantaneous power beyond it. Judged on all of the meter's messages of the run together."""
+    by_obis: dict[str, list[DecodedSeries]] = {}
+    for profile in profiles:
+        for s in profile.series:
+            ok = deliverable(s.status)
+            if ok.any():
+                by_obis.setdefault(s.obis, []).append(s.subset(ok))
+    out: dict[str, np.ndarray] = {}
+    for obis, parts in by_obis.items():
+        joined = DecodedSeries.concat(parts, 0)
+        order = np.argsort(joined.times_us, kind="stable")
+        t, v, unit = joined.times_us[order], joined.values[order], joined.unit
+        kind = OBIS_TABLE[obis].kind if obis in OBIS_TABLE else "register"
+        bad = np.zeros(len(t), dtype=bool)
+        if kind == "register":
+            bad = _register_steps(t, v, _ENERGY_WH.get(unit), max_power_w)
+        elif kind == "interval":
+            bad |= v < 0
+            if unit in _ENERGY_WH:
+                steps = [p.step_us for p in parts if p.step_us]
+                if steps:
+                    hours = max(steps) / 3.6e9
+                    bad |= v * _ENERGY_WH[unit] > max_power_w * hours
+        elif unit in _POWER_W:
+            bad |= np.abs(v) * _POWER_W[unit] > max_power_w
+        if bad.any():
+            out[obis] = np.unique(t[bad])
+    return out
+
+
+def _register_steps(
+    t: np.ndarray, v: np.ndarray, wh_per_unit: float | None, max_power_w: float
+) -> np.ndarray:
+    """A register reading is implausible when it lies below the last plausible one, or above
+    what ``max_power_w`` could add since then. Vectorised check first; the sequential pass (each
+    reading judged against the last plausible one, so that one spike does not condemn what
+    follows) only runs when something is wrong."""
+    bad = np.zeros(len(t), dtype=bool)
+    if len(t) < 2:
+        return bad
+    hours = np.diff(t) / 3.6e9
+    grow = np.diff(v)
+    suspect = grow < 0
+    if wh_per_unit is not None:
+        suspect |= grow * wh_per_unit > max_power_w * hours
+    if not suspect.any():
+        return bad
+    last_t, last_v = int(t[0]), float(v[0])
+    for i in range(1, len(t)):
+        ti, vi = int(t[i]), float(v[i])
+        too_fast = (
+            wh_per_unit is not None
+            and (vi - last_v) * wh_per_unit > max_power_w * (ti - last_t) / 3.6e9
+        )
+        if vi < last_v or too_fast:
+            bad[i] = True
+        else:
+            last_t, last_v = ti, vi
+    return bad
+
+
 def select(
     policy: Policy,
     info: MeterInfo | None,
     consent: ConsentRegistry,
     profile: DecodedProfile,
     horizon_us: int,
+    implausible: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[DecodedSeries], Counter[str]]:
-    """The per-message filters (scope, consent, OBIS, retention) for one recipient."""
+    """The per-message filters (scope, status, plausibility, consent, OBIS, retention) for one
+    recipient. ``implausible``: what ``implausible`` found for the meter."""
     counts: Counter[str] = Counter()
     counts["readings-in"] += profile.readings
     if not in_scope(policy, info):
@@ -52,10 +128,18 @@ def select(
         return [], counts
     kept = []
     for s in profile.series:
-        mask = np.ones(len(s.times_us), dtype=bool)
+        mask = deliverable(s.status)
+        if not mask.all():
+            codes, n = np.unique(s.status[~mask], return_counts=True)
+            for code, k in zip(codes.tolist(), n.tolist(), strict=True):
+                counts[_status_reason(code)] += k
+        if implausible and s.obis in implausible:
+            wrong = mask & np.isin(s.times_us, implausible[s.obis])
+            counts["dropped-implausible"] += int(wrong.sum())
+            mask &= ~wrong
         if policy.consent is not None:
             ok = consent.valid(profile.meter, policy.consent, s.times_us)
-            counts["dropped-consent"] += int((~ok).sum())
+            counts["dropped-consent"] += int((mask & ~ok).sum())
             mask &= ok
         if not policy.allows_obis(s.obis):
             counts["dropped-obis"] += int(mask.sum())
@@ -66,6 +150,13 @@ def select(
         if mask.any():
             kept.append(_subset(s, mask))
     return kept, counts
+
+
+def _status_reason(code: int) -> str:
+    try:
+        return ReadingStatus(code).reason
+    except ValueError:
+        return ReadingStatus.UNKNOWN.reason
 
 
 def _subset(s: DecodedSeries, mask: np.ndarray) -> DecodedSeries:

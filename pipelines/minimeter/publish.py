@@ -35,7 +35,6 @@ from pathlib import Path
 from minimeter.errors import MinimeterError
 from minimeter.layout import OutLayout, Staging
 
-
 CRASH_AT = "MINIMETER_CRASH_AT"
 """Fault injection for the tests: the run kills itself (SIGKILL) at the named point."""
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from minimeter.cms.algorithms import ContentCipher, register_content_cipher
 from minimeter.cms.api import (
+    HanExport,
     OpenedMessage,
     Relayed,
     open_and_resign,
+    open_han_export,
     open_message,
     open_or_relay,
     resign,
@@ -24,6 +26,7 @@ from minimeter.cms.trust import TrustStore, load_certificates
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "ContentCipher",
+    "HanExport",
     "MatchedRecipient",
     "OpenedMessage",
     "Relayed",
@@ -32,6 +35,7 @@ __all__ = [
     "load_certificates",
     "make_signed_data",
     "open_and_resign",
+    "open_han_export",
     "open_message",
     "open_or_relay",
     "register_content_cipher",

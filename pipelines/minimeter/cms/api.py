@@ -21,6 +21,7 @@ from minimeter.cms.envelope import (
 from minimeter.cms.signed import (
     DEFAULT_MAX_SIZE,
     ENVELOPE_TYPES,
+    OID_DATA,
     SignerKey,
     VerifiedSignedData,
     make_signed_data,
@@ -201,6 +202,28 @@ class Relayed:
     signing_time: datetime
 
 
+@dataclass(frozen=True)
+class HanExport:
+    """A gateway's HAN export: SignedData over the plain payload (id-data), verified; no
+    encryption (the gateway handed it to the consumer)."""
+
+    payload: bytes
+    signer: x509.Certificate
+    signing_time: datetime
+
+
+def open_han_export(
+    data: bytes, *, trust: TrustStore, at: datetime | None = None, max_size: int = DEFAULT_MAX_SIZE
+) -> HanExport:
+    """Verify a HAN export exactly like a WAN message's signature; its content must be id-data."""
+    verified = verify_signed_data(read_signed_parts(data, max_size=max_size), trust=trust, at=at)
+    if verified.econtent_type != OID_DATA:
+        raise CmsError(
+            "not-signed", f"signed content {verified.econtent_type} is not a HAN export (id-data)"
+        )
+    return HanExport(bytes(verified.econtent), verified.signer, verified.signing_time)
+
+
 def open_or_relay(
     data: bytes,
     *,
@@ -213,10 +236,19 @@ def open_or_relay(
     trust: TrustStore,
     at: datetime | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
-) -> OpenedMessage | Relayed:
+    accept_han_export: bool = False,
+) -> OpenedMessage | Relayed | HanExport:
     """The data hub's routing: a message for us is opened; one for a forward recipient is
-    re-signed and relayed unread; anything else is ``not-a-recipient``."""
-    verified = verify_message(data, trust=trust, at=at, max_size=max_size)
+    re-signed and relayed unread; anything else is ``not-a-recipient``. With
+    ``accept_han_export``, a signed-only message over id-data is a ``HanExport`` (verified like
+    the others); without it, it is ``not-encrypted``."""
+    verified = verify_signed_data(read_signed_parts(data, max_size=max_size), trust=trust, at=at)
+    if accept_han_export and verified.econtent_type == OID_DATA:
+        return HanExport(bytes(verified.econtent), verified.signer, verified.signing_time)
+    if verified.econtent_type not in ENVELOPE_TYPES:
+        raise CmsError(
+            "not-encrypted", f"signed content {verified.econtent_type} is not an encrypted envelope"
+        )
     envelope = read_econtent_envelope(verified.econtent, verified.econtent_type)
     certs = [recipient_cert, *(cert for _, cert in forward)]
     hits = addressed_to(envelope[0], certs)

@@ -52,6 +52,31 @@ class MinimeterOptions(PipelineOptions):
             help="carry readings of incomplete intervals to the next run for this long "
             "(default 7; 0 carries nothing)",
         )
+        add(
+            *_both("accept"),
+            dest="accept",
+            action="append",
+            choices=["han-export"],
+            default=None,
+            help="also accept gateways' HAN exports (signed, not encrypted); default: refuse "
+            "them as not-encrypted",
+        )
+        add(
+            *_both("max_power_w"),
+            dest="max_power_w",
+            type=float,
+            default=None,
+            metavar="W",
+            help="plausibility: most power one meter draws or feeds (default 1000000)",
+        )
+        add(
+            *_both("max_readings"),
+            dest="max_readings",
+            type=int,
+            default=None,
+            metavar="N",
+            help="a message with more readings is refused (default 200000)",
+        )
         add(*_both("summary_json"), dest="summary_json", metavar="FILE")
         add(*_both("log_level"), dest="log_level", metavar="LEVEL", default=None)
         add(

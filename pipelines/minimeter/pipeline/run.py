@@ -73,6 +73,12 @@ class RunConfig:
     carry_max_age_days: int = CARRY_MAX_AGE_DAYS
     """Readings of intervals a run cannot complete are carried to the next run for at most this
     many days (before the meter's newest reading); 0 carries nothing."""
+    accept_han_export: bool = False
+    """Accept gateways' HAN exports (SignedData over the plain payload, no encryption)."""
+    max_power_w: float = 1_000_000.0
+    """Plausibility: the most power one meter can draw or feed (readings beyond are dropped)."""
+    max_readings: int = 200_000
+    """A message holding more readings is refused (decode cost is bounded)."""
 
     def absolute(self) -> RunConfig:
         """Every local path absolute: workers in other processes must see the same files."""
@@ -159,12 +165,6 @@ def check_before_run(cfg: RunConfig) -> tuple[PolicySet, str, list[str]]:
     from minimeter.pipeline.inputs import match_inputs
     from minimeter.registry import ConsentRegistry, MeterRegistry
 
-    if "://" in str(cfg.out):
-        raise ConfigError(
-            "--out: publishing needs a POSIX file system (local or mounted); "
-            "object stores are not supported for --out",
-            "usage",
-        )
     ps = require_valid(load_policy_set(cfg.policies))
     forward_ids = tuple(p.id for p in ps.policies if p.delivery == "cms-forward")
     _check_pki(cfg.pki, forward_ids)
@@ -445,6 +445,13 @@ def _run_job(
                 aggregates=aggregates,
                 spill=spill,
                 carry=carry,
+                decoding=stages.Decoding(
+                    meters=str(cfg.meters),
+                    latest_us=int(as_of.timestamp() * 1_000_000) + 86_400 * 1_000_000,
+                    max_readings=cfg.max_readings,
+                ),
+                accept_han_export=cfg.accept_han_export,
+                max_power_w=cfg.max_power_w,
             )
     finally:  # decoded readings never outlive the job, whatever its outcome
         remove_spill(staging.work)

@@ -26,20 +26,21 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from minimeter.cms import Relayed, TrustStore, open_or_relay
+from minimeter.cms import HanExport, Relayed, TrustStore, open_or_relay
 from minimeter.cms.signed import DEFAULT_MAX_SIZE
 from minimeter.errors import CmsError, PayloadError
 from minimeter.keys import load_certificates, load_private_key
 from minimeter.layout import RecipientTree, Staging
 from minimeter.minimise import (
+    DEFAULT_MAX_POWER_W,
     AreaTotal,
     Deliverable,
     aggregate_group,
     deliver_meter,
     horizon_us,
+    implausible,
     select,
 )
-from minimeter.payload.k461 import decode_profile
 from minimeter.pipeline.inputs import match_inputs
 from minimeter.pipeline.outputs import atomic_write, deliverable_table, forward_name, write_parquet
 from minimeter.policy.model import Policy
@@ -163,9 +164,10 @@ class ReadMessages(beam.PTransform):
 
 
 class _Open(beam.DoFn):
-    def __init__(self, pki: Pki, at: datetime | None) -> None:
+    def __init__(self, pki: Pki, at: datetime | None, accept_han_export: bool = False) -> None:
         self.pki = pki
         self.at = at
+        self.accept_han_export = accept_han_export
         self.dead = Metrics.counter("minimeter", "dead-letters")
 
     def setup(self) -> None:
@@ -195,6 +197,7 @@ class _Open(beam.DoFn):
                 chain=self.chain,
                 trust=self.trust,
                 at=self.at,
+                accept_han_export=self.accept_han_export,
             )
         except CmsError as exc:
             self.dead.inc()
@@ -207,18 +210,23 @@ class _Open(beam.DoFn):
                 FORWARD, Forwarded(result.recipient, name, result.message)
             )
             return
+        if isinstance(result, HanExport):
+            yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "han-exports", 1))
         yield OpenedPayload(name, result.payload)
 
 
 class OpenCms(beam.PTransform):
     """Verify every message; decrypt ours; re-sign and relay forward recipients' messages."""
 
-    def __init__(self, pki: Pki, at: datetime | None = None) -> None:
+    def __init__(
+        self, pki: Pki, at: datetime | None = None, accept_han_export: bool = False
+    ) -> None:
         super().__init__()
-        self.pki, self.at = pki, at
+        self.pki, self.at, self.accept_han_export = pki, at, accept_han_export
 
     def expand(self, messages: Any) -> Any:
-        return messages | "Open" >> beam.ParDo(_Open(self.pki, self.at)).with_outputs(
+        opener = _Open(self.pki, self.at, self.accept_han_export)
+        return messages | "Open" >> beam.ParDo(opener).with_outputs(
             DEAD, FORWARD, COUNTS, main="opened"
         )
 
@@ -241,27 +249,60 @@ class SpillPlace:
         return Spill(Path(self.directory), key)
 
 
+def decode_payload(payload: bytes, *, latest_us: int, max_readings: int) -> DecodedProfile:
+    """The payload decoders' seam (``minimeter.payload``). TEMPORARY: falls back to the K461
+    decoder while the seam is being written."""
+    try:
+        from minimeter.payload import decode_payload as decode
+    except ImportError:
+        from minimeter.payload.k461 import decode_profile
+
+        return decode_profile(payload)
+    return decode(payload, latest_us=latest_us, max_readings=max_readings)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """What decoding needs besides the payload: meters.csv (ids are matched
+    case-insensitively), the latest plausible capture time (the run's as-of plus a day) and
+    the most readings one message may hold."""
+
+    meters: str | None
+    latest_us: int
+    max_readings: int = 200_000
+
+
 class _Decode(beam.DoFn):
     SPILL_BATCH = 32
     """Profiles sealed into one spill file."""
 
-    def __init__(self, spill: SpillPlace | None) -> None:
+    def __init__(self, spill: SpillPlace | None, decoding: Decoding) -> None:
         self.place = spill
+        self.decoding = decoding
 
     def setup(self) -> None:
         self.spill = self.place.open() if self.place is not None else None
+        meters = MeterRegistry.load(self.decoding.meters).meters if self.decoding.meters else {}
+        self.canonical = {m.casefold(): m for m in meters}
 
     def start_bundle(self) -> None:
         self.pending: list[DecodedProfile] = []
 
     def process(self, element: OpenedPayload) -> Iterator[Any]:
         try:
-            profile = decode_profile(element.payload)
+            profile = decode_payload(
+                element.payload,
+                latest_us=self.decoding.latest_us,
+                max_readings=self.decoding.max_readings,
+            )
         except PayloadError as exc:
             yield beam.pvalue.TaggedOutput(
                 DEAD, DeadLetter(element.message, "decode", exc.category)
             )
             return
+        meter = self.canonical.get(profile.meter.casefold(), profile.meter)
+        if meter != profile.meter:  # gateways write ids in their own case
+            profile = DecodedProfile(meter, profile.series)
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "opened", 1))
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "readings", profile.readings))
         if self.spill is None:
@@ -290,12 +331,12 @@ class DecodePayload(beam.PTransform):
     encrypted spill (``minimeter.spill``), so the shuffle by meter carries references, not
     readings. Without a spill (``None``) it is ``(meter, profile)``."""
 
-    def __init__(self, spill: SpillPlace | None) -> None:
+    def __init__(self, spill: SpillPlace | None, decoding: Decoding) -> None:
         super().__init__()
-        self.spill = spill
+        self.spill, self.decoding = spill, decoding
 
     def expand(self, opened: Any) -> Any:
-        return opened | "Decode" >> beam.ParDo(_Decode(self.spill)).with_outputs(
+        return opened | "Decode" >> beam.ParDo(_Decode(self.spill, self.decoding)).with_outputs(
             DEAD, COUNTS, main="decoded"
         )
 
@@ -339,8 +380,10 @@ class _Minimise(beam.DoFn):
         as_of: datetime,
         spill: SpillPlace | None,
         carry: CarryPlan | None,
+        max_power_w: float = DEFAULT_MAX_POWER_W,
     ) -> None:
         self.policies = policies
+        self.max_power_w = max_power_w
         self.meters_path, self.consent_path, self.secret_path, self.as_of = (
             meters,
             consent,
@@ -381,12 +424,15 @@ class _Minimise(beam.DoFn):
             ] + [int(s.times_us.max()) for ss in carried.values() for s in ss if len(s.times_us)]
             carry_from = (max(newest) if newest else 0) - self.carry.max_age_us
         info = self.meters.get(meter)
+        wrong = implausible(profiles, self.max_power_w)
         for policy in self.policies:
             counts: Counter[str] = Counter()
             parts: list[DecodedSeries] = list(carried.get(policy.id, ()))
             counts["carried-in"] += sum(len(s.times_us) for s in parts)
             for profile in profiles:
-                kept, c = select(policy, info, self.consent, profile, self.horizons[policy.id])
+                kept, c = select(
+                    policy, info, self.consent, profile, self.horizons[policy.id], wrong
+                )
                 counts.update(c)
                 parts += kept
             if parts:
@@ -462,8 +508,10 @@ class ApplyPolicies(beam.PTransform):
         as_of: datetime,
         spill: SpillPlace | None,
         carry: CarryPlan | None = None,
+        max_power_w: float = DEFAULT_MAX_POWER_W,
     ) -> None:
         super().__init__()
+        self.max_power_w = max_power_w
         self.policies = tuple(p for p in policies if p.delivery != "cms-forward")
         self.meters, self.consent, self.secret, self.as_of = meters, consent, secret, as_of
         self.spill = spill
@@ -486,6 +534,7 @@ class ApplyPolicies(beam.PTransform):
                     as_of=self.as_of,
                     spill=self.spill,
                     carry=self.carry,
+                    max_power_w=self.max_power_w,
                 )
             ).with_outputs(AGGREGATE, COUNTS, CARRY, main="rows")
         )
@@ -731,8 +780,13 @@ class MinimeterJob(beam.PTransform):
         aggregates: frozenset[str],
         spill: SpillPlace | None,
         carry: CarryPlan | None,
+        decoding: Decoding,
+        accept_han_export: bool = False,
+        max_power_w: float = DEFAULT_MAX_POWER_W,
     ) -> None:
         super().__init__()
+        self.decoding, self.accept_han_export = decoding, accept_han_export
+        self.max_power_w = max_power_w
         self.input, self.input_base, self.pki = input, input_base, pki
         self.policies, self.policy_hash = policies, policy_hash
         self.meters, self.consent, self.secret, self.as_of = meters, consent, secret, as_of
@@ -742,8 +796,10 @@ class MinimeterJob(beam.PTransform):
     def expand(self, pbegin: Any) -> Any:
         staging, run_id = self.staging, self.run_id
         read = pbegin | "ReadMessages" >> ReadMessages(self.input, self.input_base)
-        opened = read.messages | "OpenCms" >> OpenCms(self.pki)
-        decoded = opened.opened | "DecodePayload" >> DecodePayload(self.spill)
+        opened = read.messages | "OpenCms" >> OpenCms(
+            self.pki, accept_han_export=self.accept_han_export
+        )
+        decoded = opened.opened | "DecodePayload" >> DecodePayload(self.spill, self.decoding)
         rows, policy_counts = decoded.decoded | "ApplyPolicies" >> ApplyPolicies(
             self.policies,
             meters=self.meters,
@@ -752,6 +808,7 @@ class MinimeterJob(beam.PTransform):
             as_of=self.as_of,
             spill=self.spill,
             carry=self.carry,
+            max_power_w=self.max_power_w,
         )
         written = rows | "WriteParquet" >> WriteParquet(
             staging, run_id, self.policy_hash, self.aggregates
