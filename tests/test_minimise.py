@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from minimeter.minimise import (
     AreaTotal,
-    implausible,
     Deliverable,
     aggregate_group,
     coarsen,
     deliver_meter,
+    implausible,
     in_scope,
     interval_bounds,
     merge,
@@ -164,7 +164,7 @@ def test_select_order_and_counts() -> None:
 
 
 def test_only_valid_readings_go_on_each_status_counted() -> None:
-    enedis = POLICIES["fr-enedis-daily"]
+    enedis = replace(POLICIES["fr-enedis-daily"], timezone="UTC")
     status = np.zeros(96 * 2, dtype=np.uint8)
     status[10] = ReadingStatus.INVALID
     status[11] = ReadingStatus.NOT_PRESENT
@@ -233,7 +233,9 @@ def test_only_the_policy_stage_creates_deliverables() -> None:
     with pytest.raises(TypeError):
         deliverable_table([{"meter": "1LGZ0000000001"}], aggregate=False)  # type: ignore[list-item]
     s = make_series("1-0:1.29.0", 0, 96, np.ones(96))
-    rows, _, _, _ = deliver_meter(POLICIES["fr-enedis-daily"], "1LGZ0000000001", [s], key=None)
+    rows, _, _, _ = deliver_meter(
+        replace(POLICIES["fr-enedis-daily"], timezone="UTC"), "1LGZ0000000001", [s], key=None
+    )
     table = deliverable_table(rows, aggregate=False)
     assert isinstance(table, pa.Table) and table.num_rows == 1
     import pickle
@@ -285,3 +287,33 @@ def test_aggregate_group_suppresses_below_k() -> None:
     row, counts = aggregate_group(policy, "DE-HH-1", "1-0:1.29.0", "Wh", JAN1, enough)
     assert row is not None and counts == {"kept": 4 * k}
     assert row.n_meters.tolist() == [k] and row.value.tolist() == [math.fsum([*range(1, k), 0.1])]
+
+
+@pytest.mark.parametrize(
+    "day,quarter_hours", [("2026-03-29", 92), ("2025-10-26", 100), ("2026-01-15", 96)]
+)
+def test_local_days_follow_the_civil_calendar(day: str, quarter_hours: int) -> None:
+    """A Berlin day is 92 / 100 quarter hours on DST change days; its register is the value at
+    local midnight; ``ts`` is the UTC instant of the interval end, ``date=`` the local date."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Europe/Berlin")
+    d = datetime.fromisoformat(day).date()
+    start = datetime(d.year, d.month, d.day, tzinfo=zone).astimezone(UTC)
+    end = datetime.fromordinal(d.toordinal() + 1).replace(tzinfo=zone).astimezone(UTC)
+    assert (end - start).total_seconds() == quarter_hours * 900  # the truth, from zoneinfo
+    first = int(start.timestamp()) * US - 96 * STEP  # the local day before, and after
+    n = quarter_hours + 2 * 96 + 96
+    times = first + (np.arange(n) + 1) * STEP
+    values = np.arange(n, dtype=float) * 7 + 100
+    s = DecodedSeries.measured("1-0:1.8.0", "Wh", times, values, STEP)
+    policy = replace(POLICIES["de-supplier-stadtwerk"], timezone="Europe/Berlin")
+    coarse, _ = coarsen(s, "P1D", policy.timezone)
+    assert coarse is not None
+    end_us = int(end.timestamp()) * US
+    i = int(np.where(coarse.ts_us == end_us)[0][0])
+    assert coarse.readings[i] == quarter_hours  # complete with exactly that many
+    assert coarse.value[i] == values[times == end_us][0]  # the register at local midnight
+    rows, *_ = deliver_meter(policy, "m", [s], key=None)
+    days = dict(r for row in rows for r in row.split_by_day(policy.timezone))
+    assert day in days and end_us in days[day].ts_us.tolist()

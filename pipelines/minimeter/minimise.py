@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 
 from minimeter.obis import OBIS_TABLE
 from minimeter.policy.model import Policy
@@ -184,10 +185,19 @@ def merge(parts: Iterable[DecodedSeries]) -> tuple[list[DecodedSeries], int]:
     return out, duplicates
 
 
+CALENDAR_INTERVALS = ("P1D", "P1M")
+"""Intervals that follow a recipient's civil calendar; shorter ones stay on the UTC grid."""
+
+
 def interval_bounds(
-    times_us: np.ndarray, interval: str, step_us: int
+    times_us: np.ndarray, interval: str, step_us: int, timezone: str = "UTC"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(start, end) of the UTC-aligned interval (start, end] holding each capture time."""
+    """(start, end] of the interval holding each capture time, as UTC epoch microseconds.
+
+    Days and months are civil ones of ``timezone`` (a local day is 23 or 25 hours long on DST
+    change days: 92 or 100 quarter hours); intervals shorter than a day are UTC-aligned."""
+    if interval in CALENDAR_INTERVALS and timezone != "UTC":
+        return _civil_bounds(times_us, interval, timezone)
     if interval == "P1M":
         tt = times_us.astype("datetime64[us]")
         month = tt.astype("datetime64[M]")
@@ -199,6 +209,38 @@ def interval_bounds(
     width = max(FIXED_WIDTH_US[interval], step_us)
     end = -(-times_us // width) * width
     return end - width, end
+
+
+def _civil_bounds(
+    times_us: np.ndarray, interval: str, timezone: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local midnights around each ``t - 1 µs`` (an interval (start, end] holds its end)."""
+    if len(times_us) == 0:
+        return times_us.copy(), times_us.copy()
+    instants = pd.to_datetime(np.asarray(times_us, dtype=np.int64) - 1, unit="us", utc=True)
+    wall = instants.tz_convert(timezone).tz_localize(None)  # local wall-clock times
+    if interval == "P1D":
+        start = wall.floor("D")
+        end = start + pd.Timedelta(days=1)
+    else:
+        month = wall.to_period("M")
+        start, end = month.to_timestamp(), (month + 1).to_timestamp()
+
+    def utc_us(local: pd.DatetimeIndex) -> np.ndarray:
+        # local midnight is never ambiguous or missing in the zones Minimeter serves (their
+        # changes happen at 01:00-03:00); "raise" makes sure of it
+        stamped = local.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
+        return np.asarray(stamped.tz_convert("UTC").as_unit("us").asi8, dtype=np.int64)
+
+    return utc_us(pd.DatetimeIndex(start)), utc_us(pd.DatetimeIndex(end))
+
+
+def local_dates(ts_us: np.ndarray, timezone: str) -> np.ndarray:
+    """The civil date (``YYYY-MM-DD``) of each interval ending at ``ts_us`` (end minus 1 µs)."""
+    if timezone == "UTC":
+        return ((ts_us - 1) // (86400 * US)).astype("datetime64[D]").astype(str)
+    instants = pd.to_datetime(np.asarray(ts_us, dtype=np.int64) - 1, unit="us", utc=True)
+    return np.asarray(instants.tz_convert(timezone).strftime("%Y-%m-%d"), dtype=str)
 
 
 @dataclass(frozen=True)
@@ -214,7 +256,9 @@ class Coarse:
     """How many raw readings each value stands for."""
 
 
-def coarsen(series: DecodedSeries, interval: str) -> tuple[Coarse | None, DecodedSeries | None]:
+def coarsen(
+    series: DecodedSeries, interval: str, timezone: str = "UTC"
+) -> tuple[Coarse | None, DecodedSeries | None]:
     """Complete intervals only; returns the coarse values and the readings left over in
     incomplete intervals (None when there are none).
 
@@ -230,7 +274,7 @@ def coarsen(series: DecodedSeries, interval: str) -> tuple[Coarse | None, Decode
     step = series.step_us
     if step <= 0:
         return None, series
-    start, end = interval_bounds(series.times_us, interval, step)
+    start, end = interval_bounds(series.times_us, interval, step, timezone)
     ends, first, counts = np.unique(end, return_index=True, return_counts=True)
     length = end[first] - start[first]
     complete = (length % step == 0) & (counts == length // step)
@@ -308,9 +352,10 @@ class Deliverable:
     def __len__(self) -> int:
         return len(self.ts_us)
 
-    def split_by_day(self) -> list[tuple[str, Deliverable]]:
-        """(YYYY-MM-DD, rows) by the UTC day each interval closes in (end minus 1 microsecond)."""
-        days = ((self.ts_us - 1) // (86400 * US)).astype("datetime64[D]").astype(str)
+    def split_by_day(self, timezone: str = "UTC") -> list[tuple[str, Deliverable]]:
+        """(YYYY-MM-DD, rows) by the civil day of ``timezone`` each interval closes in (end
+        minus 1 microsecond): the ``date=`` partition."""
+        days = local_dates(self.ts_us, timezone)
         out = []
         for day in np.unique(days):
             m = days == day
@@ -369,7 +414,7 @@ def deliver_meter(
     carried: list[DecodedSeries] = []
     who = identity_of(policy, meter, key) if policy.delivery != "aggregate" else None
     for s in merged:
-        coarse, leftover = coarsen(s, policy.min_interval.text)
+        coarse, leftover = coarsen(s, policy.min_interval.text, policy.timezone)
         if leftover is not None:
             if carry_from_us is None:
                 counts["dropped-incomplete"] += len(leftover.times_us)

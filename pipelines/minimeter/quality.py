@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from minimeter.minimise import FIXED_WIDTH_US, US, horizon_us
+from minimeter.minimise import CALENDAR_INTERVALS, FIXED_WIDTH_US, US, horizon_us
 from minimeter.policy.model import Policy, PolicySet
 from minimeter.pseudonym import PSEUDONYM_PATTERN
 
@@ -45,6 +45,10 @@ class ExpectationResult:
     success: bool
     observed: str
 
+
+MIN_SPACING_S = {"P1D": 23 * 3600, "P1M": 28 * 86400}
+"""The shortest spacing of consecutive values of civil days and months (a spring DST day has
+23 hours; February 28 days)."""
 
 BATCH_ROWS = 50_000
 """Rows validated at once: a recipient's output is checked in batches of about this size, so
@@ -98,11 +102,13 @@ def _derived(
         df["_raw_meter_id"] = df["meter"].isin(raw_meters).astype(bool)
     ts_us = (df["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
     interval = policy.min_interval.text
+    civil = interval in CALENDAR_INTERVALS
+    t = df["ts"].dt.tz_convert(policy.timezone) if civil else df["ts"]
+    midnight = (t.dt.hour == 0) & (t.dt.minute == 0) & (t.dt.second == 0)
     if interval == "P1M":
-        t = df["ts"]
-        df["_aligned"] = (
-            (t.dt.day == 1) & (t.dt.hour == 0) & (t.dt.minute == 0) & (t.dt.second == 0)
-        )
+        df["_aligned"] = (t.dt.day == 1) & midnight
+    elif civil:
+        df["_aligned"] = midnight
     else:
         df["_aligned"] = (ts_us % FIXED_WIDTH_US[interval]) == 0
     keys = ["meter", "obis"] if "meter" in df.columns else ["area", "obis"]
@@ -143,10 +149,8 @@ def suite_for(policy: Policy, *, expected_rows: int, as_of: datetime) -> list[An
             "^" + re.escape(s.text).replace(r"\*", r"\d{1,3}") + "$" for s in policy.obis
         )
         obis = gxe.ExpectColumnValuesToMatchRegex(column="obis", regex=pattern)
-    width_s = (
-        (28 * 86400)
-        if policy.min_interval.text == "P1M"
-        else FIXED_WIDTH_US[policy.min_interval.text] // US
+    width_s = MIN_SPACING_S.get(
+        policy.min_interval.text, FIXED_WIDTH_US.get(policy.min_interval.text, 0) // US
     )
     expectations: list[Any] = [
         gxe.ExpectTableRowCountToEqual(value=expected_rows),

@@ -671,17 +671,28 @@ class WriteParquet(beam.PTransform):
     recipient and day (``minimeter.layout``)."""
 
     def __init__(
-        self, staging: str, run_id: str, policy_hash: str, aggregates: frozenset[str]
+        self,
+        staging: str,
+        run_id: str,
+        policy_hash: str,
+        aggregates: frozenset[str],
+        zones: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.args = (staging, run_id, policy_hash, aggregates)
+        self.zones = dict(zones or {})
+        """Recipient id to the time zone of its calendar: the ``date=`` partition's day."""
 
     def expand(self, rows: Any) -> Any:
         return (
             rows
             | "ByRecipientAndDay"
             >> beam.FlatMap(
-                lambda r: [((r.recipient, day), part) for day, part in r.split_by_day()]
+                lambda r, zones: [
+                    ((r.recipient, day), part)
+                    for day, part in r.split_by_day(zones.get(r.recipient, "UTC"))
+                ],
+                self.zones,
             )
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(_WriteDay(*self.args)).with_outputs(COUNTS, main="written")
@@ -811,7 +822,11 @@ class MinimeterJob(beam.PTransform):
             max_power_w=self.max_power_w,
         )
         written = rows | "WriteParquet" >> WriteParquet(
-            staging, run_id, self.policy_hash, self.aggregates
+            staging,
+            run_id,
+            self.policy_hash,
+            self.aggregates,
+            {p.id: p.timezone for p in self.policies},
         )
         relayed = opened[FORWARD] | "WriteForwards" >> beam.Map(write_forward, staging, run_id)
         dead = (read[DEAD], opened[DEAD], decoded[DEAD]) | "DeadLetters" >> beam.Flatten()

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import date
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 import yaml
@@ -150,6 +152,12 @@ def load_policy_set(
         reader.add(reader.name(pdir / "recipients"), "-", "no recipient policy (*.yaml)")
     if reader.findings:
         raise PolicyError(reader.findings)
+    zones = {b.jurisdiction: b.timezone for b in baselines if b is not None}
+    policies = [
+        replace(p, timezone="UTC" if p.calendar == "utc" else zones.get(p.jurisdiction, "UTC"))
+        for p in policies
+        if p is not None
+    ]
     return PolicySet(
         policies=tuple(p for p in policies if p is not None),
         baselines=tuple(b for b in baselines if b is not None),
@@ -196,6 +204,7 @@ def _policy(reader: _Reader, path: Path) -> Policy | None:
         name=doc.get("name", doc["id"]),
         description=doc.get("description", "").strip(),
         file=name,
+        calendar=doc.get("calendar", "local"),
     )
 
 
@@ -230,8 +239,14 @@ def _baseline(reader: _Reader, path: Path) -> Baseline | None:
     roles = [r.role for r in rules]
     for role in {r for r in roles if roles.count(r) > 1}:
         reader.add(name, "rules", f"role {role!r} has more than one rule")
+    zone = doc["timezone"]
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        reader.add(name, "timezone", f"{zone!r} is not an IANA time zone")
+        return None
     return Baseline(
-        doc["jurisdiction"], doc["name"], tuple(rules), doc.get("note", "").strip(), name
+        doc["jurisdiction"], doc["name"], tuple(rules), doc.get("note", "").strip(), name, zone
     )
 
 

@@ -78,6 +78,12 @@ class Policy:
     name: str
     description: str
     file: str
+    calendar: str = "local"
+    """``local``: days and months are civil days and months of ``timezone``; ``utc``: the
+    policy's explicit opt-out, UTC days and months."""
+    timezone: str = "UTC"
+    """The IANA zone of the recipient's calendar: its jurisdiction baseline's ``timezone``
+    (``UTC`` with ``calendar: utc``). Intervals shorter than a day stay on the UTC grid."""
 
     def allows_obis(self, code: str) -> bool:
         return any(s.matches(code) for s in self.obis)
@@ -122,6 +128,8 @@ class Baseline:
     rules: tuple[BaselineRule, ...]
     note: str
     file: str
+    timezone: str = "UTC"
+    """The jurisdiction's civil time zone (IANA name): recipients' days and months."""
 
     def rule(self, role: str) -> BaselineRule | None:
         return next((r for r in self.rules if r.role == role), None)
