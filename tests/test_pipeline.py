@@ -174,10 +174,19 @@ def test_spacing_alignment_and_values_against_truth(
         df = read_recipient(run, rid)
         ids = identity_map(policy, fleet, meters)
         df["raw"] = df["meter"].map(ids)
+        civil = policy.min_interval.text == "P1D"  # days follow the recipient's time zone
+        zone = policy.timezone
         for (raw, obis), g in df.groupby(["raw", "obis"]):
             ts = g["ts"].sort_values()
-            assert (ts.diff().dropna() >= width).all(), (rid, obis)
-            assert ((ts - pd.Timestamp("2026-01-01", tz="UTC")) % width == pd.Timedelta(0)).all()
+            if civil:
+                local = ts.dt.tz_convert(zone)
+                assert (local == local.dt.normalize()).all(), (rid, obis)  # local midnights
+                assert (ts.diff().dropna() >= pd.Timedelta(hours=23)).all(), (rid, obis)
+            else:
+                assert (ts.diff().dropna() >= width).all(), (rid, obis)
+                assert (
+                    (ts - pd.Timestamp("2026-01-01", tz="UTC")) % width == pd.Timedelta(0)
+                ).all()
             t = (
                 truth[(truth.meter == raw) & (truth.obis == obis)]
                 .set_index("capture_time")["value"]
@@ -185,8 +194,13 @@ def test_spacing_alignment_and_values_against_truth(
             )
             kind = {"1-0:1.29.0": "interval", "1-0:1.7.0": "instantaneous"}.get(obis, "register")
             for row in g.itertuples():
-                window = t[(t.index > row.ts - width) & (t.index <= row.ts)]
-                assert len(window) == width // pd.Timedelta(minutes=15), (rid, obis, row.ts)
+                start = (
+                    (row.ts.tz_convert(zone) - pd.DateOffset(days=1)).tz_convert("UTC")
+                    if civil
+                    else row.ts - width
+                )
+                window = t[(t.index > start) & (t.index <= row.ts)]
+                assert len(window) == (row.ts - start) // pd.Timedelta(minutes=15), (rid, row.ts)
                 if kind == "register":
                     assert row.value == t[row.ts], (rid, obis, row.ts)
                 elif kind == "interval":

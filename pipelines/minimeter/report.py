@@ -20,6 +20,7 @@ import pandas as pd
 
 from minimeter.errors import ConfigError
 from minimeter.layout import OutLayout
+from minimeter.policy.explain import calendar_text
 from minimeter.obis import OBIS_TABLE
 from minimeter.policy.explain import IDENTITY, KIND_SEMANTICS, LEGAL_BASES
 from minimeter.policy.load import load_policy_set
@@ -35,6 +36,13 @@ REASONS = [
     ("dropped-retention", "readings dropped: older than the retention horizon"),
     ("dropped-incomplete", "readings dropped: in an incomplete interval"),
     ("dropped-duplicate", "readings dropped: delivered twice by the gateway"),
+    ("dropped-invalid", "readings dropped: marked invalid by the meter or gateway"),
+    ("dropped-not-present", "readings dropped: placeholders, not measured"),
+    ("dropped-time-invalid", "readings dropped: capture time not trustworthy"),
+    ("dropped-unknown", "readings dropped: unknown reading status"),
+    ("dropped-implausible", "readings dropped: implausible (no meter can produce them)"),
+    ("carried-in", "readings carried in from the previous run (intervals it could not complete)"),
+    ("carried-out", "readings carried to the next run (intervals this run could not complete)"),
     ("suppressed-k", "readings in groups below k (suppressed)"),
     ("groups-suppressed-k", "aggregate groups suppressed below k"),
     ("messages-forwarded", "messages relayed re-signed"),
@@ -373,7 +381,8 @@ def _write(
         )
         doc.p(
             f"Granularity: {p.min_interval.describe()}. Consent: {p.consent or 'not required'}. Retention: "
-            f"{p.retention.describe()}. Identity: {IDENTITY[p.identity]}."
+            f"{p.retention.describe()}. Identity: {IDENTITY[p.identity]}. "
+            f"Calendar: {calendar_text(p)}"
         )
         counts = []
         for reason, label in REASONS:

@@ -465,6 +465,8 @@ SUMMARY_COLUMNS = (
     ("dropped-obis", "obis"),
     ("dropped-retention", "retention"),
     ("dropped-incomplete", "incomplete"),
+    ("dropped-invalid", "invalid"),
+    ("dropped-implausible", "implausbl"),
     ("carried-in", "carry-in"),
     ("carried-out", "carry-out"),
     ("suppressed-k", "suppr-k"),

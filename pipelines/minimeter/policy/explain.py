@@ -27,6 +27,26 @@ IDENTITY = {
 }
 
 
+def calendar_text(p: Policy) -> str:
+    """Which calendar a recipient's intervals follow (``policy explain`` and the report)."""
+    if p.timezone == "UTC":
+        how = (
+            "UTC days and months (the policy opts out with calendar: utc)"
+            if p.calendar == "utc"
+            else "UTC days and months"
+        )
+    else:
+        how = (
+            f"civil days and months of {p.timezone} (the {p.jurisdiction} baseline's time zone): "
+            "a day is 23 or 25 hours on DST change days (92 or 100 quarter hours), a day's "
+            "register is the value at local midnight"
+        )
+    return (
+        f"{how}; intervals shorter than a day stay on the UTC grid; ts is the UTC instant of "
+        "the interval end, the date= partition the interval's local date."
+    )
+
+
 def obis_lines(policy: Policy) -> list[str]:
     lines = []
     for sel in policy.obis:
@@ -79,9 +99,11 @@ def explain(ps: PolicySet, recipient_id: str) -> str:
     out += [f"  - {line}" for line in obis_lines(p)]
     out.append("")
     out.append(
-        f"Granularity: at most one value per {p.min_interval.describe()} ({p.min_interval}), intervals "
-        "aligned to UTC calendar boundaries; a partial interval at the end of the data is not delivered."
+        f"Granularity: at most one value per {p.min_interval.describe()} ({p.min_interval}); "
+        "a partial interval is not delivered (an interval cut by a daily input is completed "
+        "by the run that brings the rest)."
     )
+    out.append("  Calendar: " + calendar_text(p))
     if rule:
         without = rule.min_interval.describe() if rule.min_interval else "no data at all"
         tiers = "; ".join(
