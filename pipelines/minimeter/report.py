@@ -20,9 +20,8 @@ import pandas as pd
 
 from minimeter.errors import ConfigError
 from minimeter.layout import OutLayout
-from minimeter.policy.explain import calendar_text
 from minimeter.obis import OBIS_TABLE
-from minimeter.policy.explain import IDENTITY, KIND_SEMANTICS, LEGAL_BASES
+from minimeter.policy.explain import IDENTITY, KIND_SEMANTICS, LEGAL_BASES, calendar_text
 from minimeter.policy.load import load_policy_set
 from minimeter.policy.model import Policy, PolicySet
 from minimeter.quality import read_output

@@ -82,17 +82,23 @@ class _Reader:
     def read(self, path: Path, schema: str) -> dict[str, Any] | None:
         name = self.name(path)
         try:
-            data = path.read_bytes()
+            data = _read_regular(path, MAX_YAML_BYTES)
+        except _Refused as exc:
+            self.add(name, "-", str(exc))
+            return None
         except OSError as exc:
             self.add(name, "-", f"cannot read ({exc.strerror})")
             return None
         self.hash.update(name.encode() + b"\0" + data + b"\0")
         try:
-            doc = yaml.safe_load(data)
+            doc = yaml.load(data, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {mark.line + 1}" if mark else "-"
-            self.add(name, where, f"not valid YAML ({getattr(exc, 'problem', exc)})")
+            self.add(name, where, f"not valid YAML ({getattr(exc, 'problem', None) or exc})")
+            return None
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date such as 2026-13-45
+            self.add(name, "-", f"not valid YAML ({exc})")
             return None
         if not isinstance(doc, dict):
             self.add(name, "-", "expected a mapping at the top level")
@@ -116,6 +122,109 @@ class _Reader:
         except ValueError as exc:
             self.add(name, field, str(exc))
             return None
+
+
+MAX_YAML_BYTES = 1 << 20
+"""A policy, baseline or DPIA file larger than this (1 MiB) is refused unread."""
+MAX_YAML_NODES = 10_000
+"""Scalars, sequences and mappings one file may compose (the largest shipped file has ~300)."""
+MAX_YAML_DEPTH = 64
+"""Nesting of sequences and mappings (deeper input would exhaust the parser's recursion)."""
+
+
+class _Refused(Exception):
+    """A file that is not read at all: not a regular file, or too large."""
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; a FIFO, device or directory is
+    refused without blocking (opened non-blocking, then checked with ``fstat``)."""
+    if path.exists() and not path.is_file():
+        raise _Refused("not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _Refused("not a regular file")
+        if info.st_size > limit:
+            raise _Refused(f"{info.st_size} bytes; files larger than {limit} bytes are refused")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise _Refused(f"larger than {limit} bytes; such files are refused")
+    return data
+
+
+def _key_text(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses, while composing and so before anything is expanded:
+    aliases (``*name``; policies have no use for them and they make "billion laughs" bombs),
+    more than ``MAX_YAML_NODES`` nodes, nesting deeper than ``MAX_YAML_DEPTH``; and, while
+    constructing, duplicate mapping keys (plain YAML keeps the last one silently) and keys
+    that are not text (``on:`` would become ``True``)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"alias *{event.anchor} refused: policy files may not use aliases",
+                event.start_mark,
+            )
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"more than {MAX_YAML_NODES} nodes; such files are refused",
+                self.peek_event().start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_YAML_DEPTH} levels; such files are refused",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if not isinstance(key, str):
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {_key_text(key)} is not text (quote it)",
+                        key_node.start_mark,
+                    )
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {_key_text(key)} (first at line {first[key]})",
+                        key_node.start_mark,
+                    )
+                first[key] = line
+        return dict(super().construct_mapping(node, deep=deep))
 
 
 def _plain(value: Any) -> Any:
