@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,18 +36,69 @@ class Grant:
     """Exclusive: the earlier of granted_until and withdrawn_at (or never)."""
 
 
-def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+def _open_regular(path: Path) -> int:
+    """A file descriptor of ``path`` if it is a regular file; a FIFO, device or directory is
+    refused ("input-unreadable") without blocking: checked with ``Path.is_file()``, then opened
+    non-blocking and checked again with ``fstat`` (the path may change in between)."""
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file", "input-unreadable")
     try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: not a regular file", "input-unreadable")
+    return fd
+
+
+def _text_lines(path: Path, raw: Iterator[bytes]) -> Iterator[str]:
+    """The lines of a UTF-8 file (an optional BOM dropped); a byte sequence that is not UTF-8
+    stops with the file and line, never with the bytes themselves (they may be a meter id)."""
+    for number, line in enumerate(raw, start=1):
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: line {number}: not UTF-8 text") from None
+
+
+def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) of every data row; the header must name ``columns`` (once each) and every
+    row must have exactly the header's number of fields. Line numbers are physical lines of the
+    file (the last line of a row whose quoted field spans lines)."""
+    fd = _open_regular(path)
+    rows: list[tuple[int, dict[str, str]]] = []
+    reader: csv.DictReader[str] | None = None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            reader = csv.DictReader(_text_lines(path, iter(f)))
+            header = reader.fieldnames or []
+            twice = sorted({c for c in header if header.count(c) > 1})
+            if twice:
+                raise ConfigError(f"{path}: header: column(s) {', '.join(twice)} more than once")
+            missing = [c for c in columns if c not in header]
             if missing:
                 raise ConfigError(f"{path}: header: missing column(s) {', '.join(missing)}")
-            return [(i + 2, row) for i, row in enumerate(reader)]
+            for row in reader:
+                line = reader.line_num
+                if None in row:  # more fields than the header: DictReader's restkey
+                    extra = len(row[None])
+                    raise ConfigError(
+                        f"{path}: line {line}: {len(header) + extra} fields, the header has "
+                        f"{len(header)}"
+                    )
+                if any(v is None for v in row.values()):  # fewer fields: DictReader's restval
+                    have = sum(v is not None for v in row.values())
+                    raise ConfigError(
+                        f"{path}: line {line}: {have} field(s), the header has {len(header)}"
+                    )
+                rows.append((line, row))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except csv.Error as exc:
-        raise ConfigError(f"{path}: not valid CSV ({exc})") from None
+        where = f"line {max(reader.line_num, 1)}" if reader is not None else "header"
+        raise ConfigError(f"{path}: {where}: not valid CSV ({exc})") from None
+    return rows
 
 
 def _time_us(path: Path, line: int, field: str, text: str) -> int | None:
@@ -69,9 +123,17 @@ class MeterRegistry:
     def load(cls, path: str | Path) -> MeterRegistry:
         path = Path(path)
         meters: dict[str, MeterInfo] = {}
+        first: dict[str, int] = {}
         for line, row in _rows(path, METER_COLUMNS):
             if not row["meter"]:
                 raise ConfigError(f"{path}: line {line}: meter: empty")
+            key = row["meter"].casefold()  # gateways write ids in their own case
+            if key in first:
+                raise ConfigError(
+                    f"{path}: line {line}: meter: the meter of line {first[key]} again "
+                    "(ids are compared ignoring case)"
+                )
+            first[key] = line
             meters[row["meter"]] = MeterInfo(
                 row["meter"],
                 row["jurisdiction"],

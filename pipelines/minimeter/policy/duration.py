@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 _PATTERN = re.compile(
     r"^P(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
     r"(?:T(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?$"
 )
 _MONTH_SECONDS = 30.436875 * 86400  # mean Gregorian month, for ordering only
+#: A run's as-of date is assumed to lie in these years; every duration must be subtractable
+#: from any instant of them (``retention: P10000Y`` is refused when read, not mid-run).
+AS_OF_YEARS = (2000, 2100)
+#: The earliest instant a subtraction may reach (a year of margin above ``datetime.min`` for
+#: conversions between time zones).
+_EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, order=False)
@@ -31,7 +37,31 @@ class Duration:
         seconds = ((g["w"] * 7 + g["d"]) * 24 + g["h"]) * 3600 + g["mi"] * 60 + g["s"]
         if months == 0 and seconds == 0:
             raise ValueError(f"{text!r} is a zero duration")
-        return cls(text, months, seconds)
+        duration = cls(text, months, seconds)
+        if not duration.applicable():
+            first, last = AS_OF_YEARS
+            raise ValueError(
+                f"{text!r} is too long: subtracted from a date in {first}..{last} it would reach "
+                "before the start of the calendar"
+            )
+        return duration
+
+    def applicable(self) -> bool:
+        """Whether this duration can be subtracted from every instant of ``AS_OF_YEARS``
+        without leaving the calendar (the earliest instant is the worst case: subtraction is
+        monotonic; a leap day and the last instant are tried as well)."""
+        first, last = AS_OF_YEARS
+        for when in (
+            datetime(first, 1, 1, tzinfo=UTC),
+            datetime(first, 2, 29, tzinfo=UTC),
+            datetime(last, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        ):
+            try:
+                if self.subtract_from(when) < _EARLIEST:
+                    return False
+            except (ValueError, OverflowError):
+                return False
+        return True
 
     @property
     def nominal_seconds(self) -> float:
