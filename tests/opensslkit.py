@@ -36,6 +36,27 @@ authorityKeyIdentifier=keyid
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,keyAgreement
 subjectKeyIdentifier=hash
+[ext_nokeyusage]
+basicConstraints=critical,CA:FALSE
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+[ext_codesign]
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=codeSigning
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+[ext_cmssign]
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=emailProtection
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+[ext_caleaf]
+basicConstraints=critical,CA:TRUE
+keyUsage=critical,digitalSignature,keyCertSign
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
 """
 
 CA_CONFIG = """
@@ -108,9 +129,21 @@ class Pki:
             )
         return path
 
-    def root(self, name: str, curve: str = "brainpoolP256r1") -> Identity:
+    def root(
+        self, name: str, curve: str = "brainpoolP256r1", *, start: str | None = None
+    ) -> Identity:
         key = self.key(name, curve)
         cert = self.dir / f"{name}.pem"
+        if start:  # a root valid since ``start`` (YYYYMMDDHHMMSSZ): openssl ca -selfsign
+            csr = self.dir / f"{name}.csr"
+            openssl("req", "-new", "-key", key, "-subj", f"/CN={name}", "-out", csr)
+            conf = self._ca_config(Identity(key, cert))
+            openssl(
+                "ca", "-batch", "-notext", "-selfsign", "-config", conf, "-keyfile", key,
+                "-in", csr, "-out", cert, "-extensions", "ext_ca", "-startdate", start,
+                "-days", "5000",
+            )  # fmt: skip
+            return Identity(key, cert)
         openssl(
             "req",
             "-x509",
@@ -144,13 +177,7 @@ class Pki:
         key = self.key(name, curve)
         csr = self.dir / f"{name}.csr"
         openssl("req", "-new", "-key", key, "-subj", f"/CN={name}", "-out", csr)
-        cadir = self.dir / f"ca-{issuer.cert.stem}"
-        if not cadir.exists():
-            cadir.mkdir()
-            (cadir / "index.txt").write_text("")
-            (cadir / "serial").write_text("1000\n")
-        conf = cadir / "ca.cnf"
-        conf.write_text(CA_CONFIG.format(dir=cadir, md="sha256") + EXTENSIONS)
+        conf = self._ca_config(issuer)
         cert = self.dir / f"{name}.pem"
         args: list[str | Path] = [
             "ca",
@@ -173,6 +200,41 @@ class Pki:
         args += ["-enddate", end] if end else ["-days", "365"]
         openssl(*args)
         return Identity(key, cert)
+
+    def _ca_config(self, issuer: Identity) -> Path:
+        cadir = self.dir / f"ca-{issuer.cert.stem}"
+        if not cadir.exists():
+            cadir.mkdir()
+            (cadir / "index.txt").write_text("")
+            (cadir / "serial").write_text("1000\n")
+        conf = cadir / "ca.cnf"
+        conf.write_text(CA_CONFIG.format(dir=cadir, md="sha256") + EXTENSIONS)
+        return conf
+
+    def revoke(self, cert: Identity, issuer: Identity) -> None:
+        """Mark ``cert`` revoked in ``issuer``'s database (``openssl ca -revoke``)."""
+        conf = self._ca_config(issuer)
+        openssl(
+            "ca",
+            "-config",
+            conf,
+            "-cert",
+            issuer.cert,
+            "-keyfile",
+            issuer.key,
+            "-revoke",
+            cert.cert,
+        )
+
+    def crl(self, issuer: Identity, name: str, *, hours: int = 240) -> Path:
+        """``issuer``'s CRL of what it revoked so far (``openssl ca -gencrl``), valid ``hours``."""
+        conf = self._ca_config(issuer)
+        out = self.dir / f"{name}.crl.pem"
+        openssl(
+            "ca", "-config", conf, "-cert", issuer.cert, "-keyfile", issuer.key,
+            "-gencrl", "-crlhours", str(hours), "-out", out,
+        )  # fmt: skip
+        return out
 
 
 def encrypt(

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from asn1crypto import cms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minimeter.cms import DEFAULT_MAX_SIZE, open_message, resign
+from minimeter.cms import DEFAULT_MAX_SIZE, TrustStore, open_message, resign
 from minimeter.errors import CMS_CATEGORIES, CmsError
 from minimeter.keys import load_certificates, load_private_key
 
 from conftest import CmsWorld
 from mutations import mutate
 from opensslkit import AUTH_ENVELOPED, encrypt, sign, strip_content_info
-from test_cms_interop import _name, make_message, open_with, trust
+from test_cms_interop import _name, make_message, now, open_with, trust
 
 PRODUCED: set[str] = set()
 
@@ -185,6 +187,15 @@ def test_bsi_cbc_cmac_is_known_but_unsupported(world: CmsWorld) -> None:
     assert "bsi-aes128-cbc-cmac" in str(err)
 
 
+def test_revoked_signer(world: CmsWorld) -> None:
+    revoked = world.pki.issue("gw-revoked-f", world.subca)
+    world.pki.revoke(revoked, world.subca)
+    crl = world.pki.crl(world.subca, "subca-f")
+    store = TrustStore.from_files([world.root.cert], [world.subca.cert], [crl], at=now())
+    data = make_message(world, [world.hub], signer=revoked).read_bytes()
+    expect(world, data, "revoked", trust=store)
+
+
 def test_payload_too_large(world: CmsWorld) -> None:
     data = make_message(world, [world.hub]).read_bytes()
     expect(world, data, "payload-too-large", max_size=len(data) - 1)
@@ -196,6 +207,7 @@ def test_resign_fails_closed_like_open(world: CmsWorld) -> None:
         signer_key=load_private_key(world.pseudonymiser.key),
         signer_cert=load_certificates(world.pseudonymiser.cert)[0],
         trust=trust(world),
+        at=now(),
     )
     plain = sign(
         world.payload, world.gateway, _name(world, "plain"), econtent_type=None
@@ -228,6 +240,7 @@ def fuzz_context(world: CmsWorld) -> tuple[bytes, dict[str, object]]:
         "recipient_key": load_private_key(world.hub.key),
         "recipient_cert": load_certificates(world.hub.cert)[0],
         "trust": trust(world),
+        "at": now() + timedelta(days=1),  # the module's messages are all signed before this
     }
 
 

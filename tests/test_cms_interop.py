@@ -39,7 +39,13 @@ def trust(world: CmsWorld, *, intermediates: bool = True) -> TrustStore:
     return TrustStore.from_files([world.root.cert], [world.subca.cert] if intermediates else [])
 
 
+def now() -> datetime:
+    """The processing time of a test: the real clock (OpenSSL signs with it)."""
+    return datetime.now(UTC)
+
+
 def open_with(world: CmsWorld, message: bytes, recipient: Identity, **kw: object):
+    kw.setdefault("at", now())
     return open_message(
         message,
         recipient_key=load_private_key(recipient.key),
@@ -227,6 +233,7 @@ def test_resign_output_verifies_with_openssl(world: CmsWorld, bare: bool) -> Non
         signer_key=load_private_key(world.pseudonymiser.key),
         signer_cert=load_certificates(world.pseudonymiser.cert)[0],
         trust=trust(world),
+        at=now(),
     )
     resigned = _name(world, "resigned")
     resigned.write_bytes(out)
@@ -260,6 +267,7 @@ def test_resign_with_chain_in_certificate_set(world: CmsWorld) -> None:
         signer_cert=load_certificates(world.pseudonymiser.cert)[0],
         chain=chain,
         trust=trust(world),
+        at=now(),
     )
     signed = cms.ContentInfo.load(out)["content"]
     assert len(signed["certificates"]) == 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from minimeter.pipeline.run import PKI_FILES as RUN_PKI_FILES
+from minimeter.keys import PKI_FILES as RUN_PKI_FILES
 from minimeter.synth.fleet import METER_PATTERN
 from minimeter.synth.generate import FAULTS, SynthConfig, synthesize
 from minimeter.synth.load import daylight

@@ -69,7 +69,9 @@ def _write_output(data: bytes, out: str | None) -> None:
 def _trust(args: argparse.Namespace) -> TrustStore:
     from minimeter.cms import TrustStore
 
-    return TrustStore.from_files(args.trust_anchor, args.intermediate or ())
+    at = _parse_at(getattr(args, "at", None)) or datetime.now(UTC)
+    crls = getattr(args, "crl", None) or ()
+    return TrustStore.from_files(args.trust_anchor, args.intermediate or (), crls, at=at)
 
 
 def _cms_open(args: argparse.Namespace) -> int:
@@ -79,7 +81,7 @@ def _cms_open(args: argparse.Namespace) -> int:
     key = load_private_key(args.key)
     cert = load_certificates(args.cert)[0]
     trust = _trust(args)
-    at = _parse_at(args.at)
+    at = _parse_at(args.at) or datetime.now(UTC)  # the command line is the edge: it reads the clock
     opened = open_message(
         _read_input(args.message),
         recipient_key=key,
@@ -99,7 +101,7 @@ def _cms_resign(args: argparse.Namespace) -> int:
     cert = load_certificates(args.signer_cert)[0]
     chain = load_certificates(args.signer_chain) if args.signer_chain else []
     trust = _trust(args)
-    at = _parse_at(args.at)
+    at = _parse_at(args.at) or datetime.now(UTC)
     out = resign(
         _read_input(args.message),
         signer_key=key,
@@ -209,7 +211,8 @@ def _write_table(table: Any, out: str) -> None:
 def _add_trust_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-anchor", action="append", required=True, metavar="ROOT.pem")
     p.add_argument("--intermediate", action="append", metavar="CERT.pem")
-    p.add_argument("--at", metavar="ISO8601", help="time to check validity at when no signingTime")
+    p.add_argument("--crl", action="append", metavar="CRL.pem", help="revocation list (repeatable)")
+    p.add_argument("--at", metavar="ISO8601", help="processing time (default: now)")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
 
@@ -256,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", required=True, metavar="FILE", help="*.csv or - for CSV, else Parquet")
     dc.add_argument("--trust-anchor", action="append", metavar="ROOT.pem")
     dc.add_argument("--intermediate", action="append", metavar="CERT.pem")
+    dc.add_argument("--crl", action="append", metavar="CRL.pem")
     dc.add_argument("--key", metavar="KEY.pem", help="to decrypt an enveloped message")
     dc.add_argument("--cert", metavar="CERT.pem")
     dc.add_argument("--han-export", action="store_true", help="accept a signed-only HAN export")
@@ -460,6 +464,8 @@ def _run_config(args: argparse.Namespace, beam_args: tuple[str, ...]) -> Any:
         if not 0 <= args.carry_max_age_days <= 62:
             raise UsageError("--carry-max-age-days: between 0 and 62")
         extra["carry_max_age_days"] = args.carry_max_age_days
+    if args.crl:
+        extra["crls"] = tuple(Path(c) for c in args.crl)
     if "://" in args.out:
         raise UsageError(
             "--out: publishing needs a POSIX file system (local or mounted); object stores "
@@ -508,7 +514,8 @@ def _verify(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.is_dir():
         raise ConfigError(f"{out}: not a folder", "input-unreadable")
-    result = verify(out, trust, recipient=args.recipient, run_id=args.run_id, at=_parse_at(args.at))
+    at = _parse_at(args.at) or datetime.now(UTC)
+    result = verify(out, trust, recipient=args.recipient, run_id=args.run_id, at=at)
     for finding in result.findings:
         print(finding)
     if not result.ok:

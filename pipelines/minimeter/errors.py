@@ -18,6 +18,7 @@ CmsCategory = Literal[
     "decryption-failed",
     "unsupported-algorithm",
     "payload-too-large",
+    "revoked",
 ]
 
 CMS_CATEGORIES: Final[frozenset[str]] = frozenset(get_args(CmsCategory))
@@ -65,6 +66,15 @@ class PayloadError(MinimeterError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("payload-invalid", detail)
+
+
+class PayloadUnsupported(PayloadError):
+    """A decrypted payload is in no format Minimeter reads (e.g. a VDE-AR-E 2418-6 document, a
+    DSMR telegram, a gateway's plain-text answer). A ``PayloadError``, so that every handler of
+    payload errors dead-letters it, but with its own category."""
+
+    def __init__(self, detail: str) -> None:
+        MinimeterError.__init__(self, "payload-unsupported", detail)
 
 
 class SpillError(MinimeterError):

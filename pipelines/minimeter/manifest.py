@@ -185,7 +185,7 @@ class Verified:
 
 
 def _signed_json(
-    data_path: Path, sig_path: Path, trust: TrustStore, at: datetime | None
+    data_path: Path, sig_path: Path, trust: TrustStore, at: datetime
 ) -> tuple[dict[str, object] | None, bytes | None, str | None]:
     """(document, bytes, problem)."""
     try:
@@ -215,7 +215,7 @@ def verify_recipient(
     trust: TrustStore,
     *,
     run_id: str | None = None,
-    at: datetime | None = None,
+    at: datetime,
 ) -> tuple[int, int, int, list[Finding]]:
     """Check one recipient folder ``root``: (runs, files, rows, findings)."""
     findings: list[Finding] = []
@@ -256,7 +256,7 @@ def _verify_tree(
     recipient: str,
     expected_sha256: str | None,
     trust: TrustStore,
-    at: datetime | None,
+    at: datetime,
     bad: object,
 ) -> tuple[int, int]:
     report = bad  # a callable taking the finding text
@@ -307,7 +307,7 @@ def verify(
     *,
     recipient: str | None = None,
     run_id: str | None = None,
-    at: datetime | None = None,
+    at: datetime,
 ) -> Verified:
     """Verify an output folder, one recipient of it, or a recipient's own folder (``out``
     holding ``index.json``)."""

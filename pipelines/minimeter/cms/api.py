@@ -50,14 +50,14 @@ class OpenedMessage:
 
 
 def verify_detached(
-    signature: bytes, content: bytes, *, trust: TrustStore, at: datetime | None = None
+    signature: bytes, content: bytes, *, trust: TrustStore, at: datetime
 ) -> VerifiedSignedData:
     """Verify a detached SignedData (e.g. a manifest's ``.p7s``) over ``content``."""
     return verify_signed_data(read_signed_parts(signature, detached=content), trust=trust, at=at)
 
 
 def verify_message(
-    data: bytes, *, trust: TrustStore, at: datetime | None = None, max_size: int = DEFAULT_MAX_SIZE
+    data: bytes, *, trust: TrustStore, at: datetime, max_size: int = DEFAULT_MAX_SIZE
 ) -> VerifiedSignedData:
     """Verify the gateway's signature; the eContent must be an envelope (fail closed)."""
     verified = verify_signed_data(read_signed_parts(data, max_size=max_size), trust=trust, at=at)
@@ -100,7 +100,7 @@ def open_message(
     recipient_key: RecipientKey,
     recipient_cert: x509.Certificate,
     trust: TrustStore,
-    at: datetime | None = None,
+    at: datetime,
     max_size: int = DEFAULT_MAX_SIZE,
 ) -> OpenedMessage:
     """Verify a gateway's SignedData against ``trust`` and decrypt its envelope for us.
@@ -136,7 +136,7 @@ def resign(
     signer_cert: x509.Certificate,
     chain: Sequence[x509.Certificate] = (),
     trust: TrustStore,
-    at: datetime | None = None,
+    at: datetime,
     max_size: int = DEFAULT_MAX_SIZE,
 ) -> bytes:
     """Replace the gateway's signature by ours (TR-03109 pseudonymisation).
@@ -158,7 +158,7 @@ def open_and_resign(
     signer_cert: x509.Certificate,
     chain: Sequence[x509.Certificate] = (),
     trust: TrustStore,
-    at: datetime | None = None,
+    at: datetime,
     max_size: int = DEFAULT_MAX_SIZE,
 ) -> tuple[OpenedMessage, bytes]:
     """Both of the above with one signature verification."""
@@ -213,7 +213,7 @@ class HanExport:
 
 
 def open_han_export(
-    data: bytes, *, trust: TrustStore, at: datetime | None = None, max_size: int = DEFAULT_MAX_SIZE
+    data: bytes, *, trust: TrustStore, at: datetime, max_size: int = DEFAULT_MAX_SIZE
 ) -> HanExport:
     """Verify a HAN export exactly like a WAN message's signature; its content must be id-data."""
     verified = verify_signed_data(read_signed_parts(data, max_size=max_size), trust=trust, at=at)
@@ -234,7 +234,7 @@ def open_or_relay(
     signer_cert: x509.Certificate,
     chain: Sequence[x509.Certificate] = (),
     trust: TrustStore,
-    at: datetime | None = None,
+    at: datetime,
     max_size: int = DEFAULT_MAX_SIZE,
     accept_han_export: bool = False,
 ) -> OpenedMessage | Relayed | HanExport:

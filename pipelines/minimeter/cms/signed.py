@@ -6,7 +6,7 @@ import functools
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from asn1crypto import algos, cms, core, pem
 from asn1crypto import x509 as asn1_x509
@@ -118,10 +118,23 @@ def read_signed_parts(
     return read_signed_fast(der) or read_signed(_content_info(der))
 
 
+DEFAULT_MAX_SKEW = timedelta(minutes=5)
+"""How far a signing time may lie after the processing time (clocks differ a little)."""
+
+
 def verify_signed_data(
-    parts: SignedParts, *, trust: TrustStore, at: datetime | None = None
+    parts: SignedParts,
+    *,
+    trust: TrustStore,
+    at: datetime,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> VerifiedSignedData:
-    """Verify the one SignerInfo of a SignedData and its certification path."""
+    """Verify the one SignerInfo of a SignedData and its certification path.
+
+    ``at`` is the processing time, the caller's: the core never reads a clock. The signer's
+    path must be valid at the signing time (the signedAttrs' signingTime, or ``at`` when there
+    is none), and a signing time may not lie after ``at`` plus ``max_skew``: the message's own
+    claim never overrides the caller's time."""
     embedded, signer_cert = _SIGNERS.get(
         parts.signer_id,
         (parts.certificates, trust),
@@ -151,7 +164,13 @@ def verify_signed_data(
     _verify_signature(
         signer_cert, sig_oid, sig_params, parts.digest_algorithm, to_verify, parts.signature
     )
-    when = signing_time or at or datetime.now(UTC)
+    if signing_time is not None and signing_time > at + max_skew:
+        raise CmsError(
+            "untrusted-signer",
+            "the signing time lies after the processing time "
+            f"(more than {int(max_skew.total_seconds())} s ahead)",
+        )
+    when = signing_time or at
     path = trust.validate(signer_cert, embedded, when)
     return VerifiedSignedData(
         econtent_type=parts.econtent_type,

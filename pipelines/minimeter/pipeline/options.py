@@ -77,6 +77,14 @@ class MinimeterOptions(PipelineOptions):
             metavar="N",
             help="a message with more readings is refused (default 200000)",
         )
+        add(
+            *_both("crl"),
+            dest="crl",
+            action="append",
+            default=None,
+            metavar="CRL.pem",
+            help="revocation list (repeatable; also every crls/*.pem of --pki)",
+        )
         add(*_both("summary_json"), dest="summary_json", metavar="FILE")
         add(*_both("log_level"), dest="log_level", metavar="LEVEL", default=None)
         add(

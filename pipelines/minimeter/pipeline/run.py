@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from minimeter.errors import ConfigError, MinimeterError
@@ -29,16 +29,6 @@ from minimeter.policy.check import require_valid
 from minimeter.policy.load import PROJECT_ROOT, load_policy_set
 from minimeter.policy.model import PolicySet
 
-PKI_FILES = (
-    "trust-anchor.pem",
-    "intermediates.pem",
-    "hub-key.pem",
-    "hub-cert.pem",
-    "pseudonymiser-key.pem",
-    "pseudonymiser-cert.pem",
-    "pseudonymiser-chain.pem",
-    "pseudonym-secret.key",
-)
 CARRY_MAX_AGE_DAYS = 7
 
 
@@ -79,6 +69,11 @@ class RunConfig:
     """Plausibility: the most power one meter can draw or feed (readings beyond are dropped)."""
     max_readings: int = 200_000
     """A message holding more readings is refused (decode cost is bounded)."""
+    crls: tuple[Path, ...] = ()
+    """Revocation lists besides ``crls/*.pem`` of ``pki``."""
+
+    def all_crls(self) -> tuple[Path, ...]:
+        return (*self.crls, *sorted((self.pki / "crls").glob("*.pem")))
 
     def absolute(self) -> RunConfig:
         """Every local path absolute: workers in other processes must see the same files."""
@@ -90,6 +85,7 @@ class RunConfig:
             consent=self.consent.resolve(),
             meters=self.meters.resolve(),
             out=self.out.resolve(),
+            crls=tuple(c.resolve() for c in self.crls),
         )
 
 
@@ -113,6 +109,13 @@ class RunResult:
     @property
     def balanced(self) -> bool:
         return self.messages_in == self.opened + self.forwarded + self.dead_letters
+
+
+def processing_time(as_of: date) -> datetime:
+    """The time a run checks signatures and signing times at: now, or the end of the as-of day
+    when the run processes an earlier day (read here, at the edge: the core takes it as ``at``)."""
+    end_of_day = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC) + timedelta(days=1)
+    return min(datetime.now(UTC), end_of_day)
 
 
 def code_version() -> str:
@@ -168,6 +171,14 @@ def check_before_run(cfg: RunConfig) -> tuple[PolicySet, str, list[str]]:
     ps = require_valid(load_policy_set(cfg.policies))
     forward_ids = tuple(p.id for p in ps.policies if p.delivery == "cms-forward")
     _check_pki(cfg.pki, forward_ids)
+    from minimeter.cms import TrustStore
+
+    TrustStore.from_files(  # CRLs signed by a configured CA and current, or stop here
+        [cfg.pki / "trust-anchor.pem"],
+        [cfg.pki / "intermediates.pem"],
+        cfg.all_crls(),
+        at=processing_time(cfg.as_of),
+    )
     MeterRegistry.load(cfg.meters)  # fail now, with a clear message, rather than in a worker
     ConsentRegistry.load(cfg.consent)
     if "://" not in cfg.input and Path(cfg.input).is_dir():
@@ -184,16 +195,9 @@ def check_before_run(cfg: RunConfig) -> tuple[PolicySet, str, list[str]]:
 
 
 def _check_pki(pki: Path, forward_ids: tuple[str, ...]) -> None:
-    try:
-        from minimeter.keys import check_pki  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - older keys module
-        check_pki = None
-    if check_pki is not None:
-        check_pki(pki, forward_ids)
-        return
-    for name in PKI_FILES:  # pragma: no cover
-        if not (pki / name).is_file():
-            raise ConfigError(f"--pki: {pki / name} is missing")
+    from minimeter.keys import check_pki
+
+    check_pki(pki, forward_ids)
 
 
 class Progress:
@@ -412,7 +416,7 @@ def _run_job(
     options = PipelineOptions(list(cfg.beam_args))
     options.view_as(StandardOptions).runner = runner
     forward_ids = tuple(p.id for p in ps.policies if p.delivery == "cms-forward")
-    pki = stages.Pki(str(cfg.pki), forward_ids)
+    pki = stages.Pki(str(cfg.pki), forward_ids, tuple(str(c) for c in cfg.all_crls()))
     base = str(staging.base)
     run_id = cfg.run_id
     aggregates = frozenset(p.id for p in ps.policies if p.delivery == "aggregate")
@@ -450,6 +454,7 @@ def _run_job(
                     latest_us=int(as_of.timestamp() * 1_000_000) + 86_400 * 1_000_000,
                     max_readings=cfg.max_readings,
                 ),
+                processing_time=processing_time(cfg.as_of),
                 accept_han_export=cfg.accept_han_export,
                 max_power_w=cfg.max_power_w,
             )

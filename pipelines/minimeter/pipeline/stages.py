@@ -72,6 +72,7 @@ class Pki:
 
     directory: str
     forward: tuple[str, ...]
+    crls: tuple[str, ...] = ()
 
     def file(self, name: str) -> Path:
         return Path(self.directory) / name
@@ -164,7 +165,7 @@ class ReadMessages(beam.PTransform):
 
 
 class _Open(beam.DoFn):
-    def __init__(self, pki: Pki, at: datetime | None, accept_han_export: bool = False) -> None:
+    def __init__(self, pki: Pki, at: datetime, accept_han_export: bool = False) -> None:
         self.pki = pki
         self.at = at
         self.accept_han_export = accept_han_export
@@ -173,7 +174,7 @@ class _Open(beam.DoFn):
     def setup(self) -> None:
         p = self.pki
         self.trust = TrustStore.from_files(
-            [p.file("trust-anchor.pem")], [p.file("intermediates.pem")]
+            [p.file("trust-anchor.pem")], [p.file("intermediates.pem")], p.crls, at=self.at
         )
         self.hub_key = load_private_key(p.file("hub-key.pem"))
         self.hub_cert = load_certificates(p.file("hub-cert.pem"))[0]
@@ -218,9 +219,7 @@ class _Open(beam.DoFn):
 class OpenCms(beam.PTransform):
     """Verify every message; decrypt ours; re-sign and relay forward recipients' messages."""
 
-    def __init__(
-        self, pki: Pki, at: datetime | None = None, accept_han_export: bool = False
-    ) -> None:
+    def __init__(self, pki: Pki, at: datetime, accept_han_export: bool = False) -> None:
         super().__init__()
         self.pki, self.at, self.accept_han_export = pki, at, accept_han_export
 
@@ -792,10 +791,12 @@ class MinimeterJob(beam.PTransform):
         spill: SpillPlace | None,
         carry: CarryPlan | None,
         decoding: Decoding,
+        processing_time: datetime,
         accept_han_export: bool = False,
         max_power_w: float = DEFAULT_MAX_POWER_W,
     ) -> None:
         super().__init__()
+        self.processing_time = processing_time
         self.decoding, self.accept_han_export = decoding, accept_han_export
         self.max_power_w = max_power_w
         self.input, self.input_base, self.pki = input, input_base, pki
@@ -808,7 +809,7 @@ class MinimeterJob(beam.PTransform):
         staging, run_id = self.staging, self.run_id
         read = pbegin | "ReadMessages" >> ReadMessages(self.input, self.input_base)
         opened = read.messages | "OpenCms" >> OpenCms(
-            self.pki, accept_han_export=self.accept_han_export
+            self.pki, self.processing_time, accept_han_export=self.accept_han_export
         )
         decoded = opened.opened | "DecodePayload" >> DecodePayload(self.spill, self.decoding)
         rows, policy_counts = decoded.decoded | "ApplyPolicies" >> ApplyPolicies(
