@@ -9,13 +9,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms as acms
+from asn1crypto import core
+from asn1crypto import x509 as ax509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from minimeter.cms import TrustStore, make_signed_data, open_message
+from minimeter.cms import TrustStore, make_signed_data, open_message, resign
+from minimeter.cms.envelope import strip_envelope
 from minimeter.cms.trust import MAX_SIGNATURE_CHECKS
 from minimeter.errors import CmsError, ConfigError
 from minimeter.keys import load_certificates, load_private_key
 
-from opensslkit import AUTH_ENVELOPED, Identity, Pki, encrypt, openssl, sign
+from opensslkit import (
+    AUTH_ENVELOPED,
+    Identity,
+    Pki,
+    decrypt,
+    encrypt,
+    openssl,
+    sign,
+    verify,
+    wrap_content_info,
+)
 
 PAYLOAD = b'<?xml version="1.0"?><profile>' + b"<v>1</v>" * 50 + b"</profile>"
 
@@ -193,3 +208,46 @@ def test_a_path_bomb_is_refused_within_a_bounded_number_of_signature_checks(
     seconds = time.perf_counter() - started
     assert len(trust._links) <= MAX_SIGNATURE_CHECKS  # every link checked once, within the cap
     print(f"path bomb (16 look-alike CAs) refused in {seconds * 1000:.1f} ms")
+
+
+def test_relay_hygiene_strips_originator_info_and_unprotected_attributes(world: World) -> None:
+    """An OpenSSL envelope given originatorInfo (the gateway's certificate) and an unprotected
+    attribute, signed by OpenSSL: re-signing removes both, the recipient still decrypts it with
+    ``openssl cms -decrypt``; an envelope without them stays byte-identical."""
+    env = acms.ContentInfo.load(world.envelope.read_bytes())["content"]
+    gateway_der = load_certificates(world.gateway.cert)[0].public_bytes(Encoding.DER)
+    fields = {
+        name: env[name]
+        for name, *_ in acms.AuthEnvelopedData._fields
+        if not isinstance(env[name], core.Void)
+    }
+    fields["originator_info"] = acms.OriginatorInfo(
+        {"certs": [acms.CertificateChoices({"certificate": ax509.Certificate.load(gateway_der)})]}
+    )
+    fields["unauth_attrs"] = acms.CMSAttributes(
+        [{"type": "1.2.3.4.5", "values": [core.OctetString(b"gw")]}]
+    )
+    bare = world.base / "dressed-bare.der"
+    bare.write_bytes(acms.AuthEnvelopedData(fields).dump())
+    message = sign(bare, world.gateway, world.base / "dressed.der", econtent_type=AUTH_ENVELOPED)
+    assert gateway_der in message.read_bytes()
+    out = resign(
+        message.read_bytes(),
+        signer_key=load_private_key(world.cms_eku.key),
+        signer_cert=load_certificates(world.cms_eku.cert)[0],
+        chain=load_certificates(world.subca.cert),
+        trust=world.trust(),
+        at=datetime.now(UTC),
+    )
+    relayed = world.base / "relayed.der"
+    relayed.write_bytes(out)
+    econtent = verify(relayed, world.root.cert)
+    stripped = acms.AuthEnvelopedData.load(econtent)
+    assert isinstance(stripped["originator_info"], core.Void)
+    assert isinstance(stripped["unauth_attrs"], core.Void)
+    assert gateway_der not in out
+    ci = world.base / "relayed-env.der"
+    ci.write_bytes(wrap_content_info(econtent, AUTH_ENVELOPED))
+    assert decrypt(ci, world.hub) == PAYLOAD
+    plain = env.untag().dump()
+    assert strip_envelope(plain, AUTH_ENVELOPED) == (plain, ())

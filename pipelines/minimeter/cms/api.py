@@ -17,6 +17,7 @@ from minimeter.cms.envelope import (
     decrypt_parts,
     encrypt_envelope,
     read_econtent_envelope,
+    strip_envelope,
 )
 from minimeter.cms.signed import (
     DEFAULT_MAX_SIZE,
@@ -118,15 +119,29 @@ def _resign(
     chain: Sequence[x509.Certificate],
     at: datetime | None,
 ) -> bytes:
+    return _resign_stripped(verified, signer_key, signer_cert, chain, at)[0]
+
+
+def _resign_stripped(
+    verified: VerifiedSignedData,
+    signer_key: SignerKey,
+    signer_cert: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    at: datetime | None,
+) -> tuple[bytes, tuple[str, ...]]:
+    """The new SignedData, and what relay hygiene removed from the envelope: originatorInfo and
+    unprotected attributes go (they can name the gateway); nothing else of the eContent
+    changes, and an envelope without them stays byte-identical."""
+    econtent, stripped = strip_envelope(verified.econtent, verified.econtent_type)
     return make_signed_data(
-        verified.econtent,
+        econtent,
         verified.econtent_type,
         signer_key=signer_key,
         signer_cert=signer_cert,
         chain=tuple(chain),
         at=at,
-        known_digests=verified.econtent_digests,
-    )
+        known_digests=() if stripped else verified.econtent_digests,
+    ), stripped
 
 
 def resign(
@@ -200,6 +215,8 @@ class Relayed:
     recipient: str
     message: bytes
     signing_time: datetime
+    stripped: tuple[str, ...] = ()
+    """Envelope fields relay hygiene removed (``originator_info``, unprotected attributes)."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +272,5 @@ def open_or_relay(
     if 0 in hits or not hits:  # _decrypt raises not-a-recipient if no entry names us
         return _decrypt(verified, recipient_key, recipient_cert, envelope)
     recipient_id = forward[hits[0] - 1][0]
-    return Relayed(
-        recipient_id, _resign(verified, signer_key, signer_cert, chain, at), verified.signing_time
-    )
+    message, stripped = _resign_stripped(verified, signer_key, signer_cert, chain, at)
+    return Relayed(recipient_id, message, verified.signing_time, stripped)

@@ -169,6 +169,48 @@ def read_econtent_envelope(econtent: Octets, econtent_type: str) -> tuple[Envelo
     ), wrapped
 
 
+_REMOVABLE = {
+    OID_AUTH_ENVELOPED_DATA: ("originator_info", "unauth_attrs"),
+    OID_ENVELOPED_DATA: ("originator_info", "unprotected_attrs"),
+}
+
+
+def strip_envelope(econtent: Octets, econtent_type: str) -> tuple[bytes, tuple[str, ...]]:
+    """The eContent without the envelope's originatorInfo (certificates, CRLs) and unprotected
+    attributes, and the names of the fields removed. Neither is covered by the envelope's MAC
+    or needed to decrypt; both can carry the gateway's identity. An envelope without them is
+    returned byte-identical; otherwise every other field keeps its encoding."""
+    if econtent_type not in _REMOVABLE:
+        return bytes(econtent), ()
+    bare, wrapped = unwrap_envelope(econtent, econtent_type)
+    spec = cms.AuthEnvelopedData if econtent_type == OID_AUTH_ENVELOPED_DATA else cms.EnvelopedData
+    try:
+        env = spec.load(bytes(bare))
+        removable = _REMOVABLE[econtent_type]
+        present = tuple(f for f in removable if not isinstance(env[f], core.Void))
+        if not present:
+            return bytes(econtent), ()
+        kept = spec(
+            {
+                name: env[name]
+                for name, *_ in spec._fields
+                if name not in removable and not isinstance(env[name], core.Void)
+            }
+        )
+        der = bytes(kept.dump())
+    except (ValueError, TypeError, KeyError):
+        raise CmsError("malformed", "the envelope cannot be read to strip it") from None
+    if not wrapped:
+        return der, present
+    name = (
+        "authenticated_enveloped_data"
+        if econtent_type == OID_AUTH_ENVELOPED_DATA
+        else "enveloped_data"
+    )
+    info = cms.ContentInfo({"content_type": name, "content": spec.load(der)})
+    return bytes(info.dump()), present
+
+
 def addressed_to(parts: EnvelopeParts, certs: Sequence[x509.Certificate]) -> list[int]:
     """Indices of ``certs`` that some recipient entry of the envelope names (no decryption)."""
     rids: list[tuple[bytes, bool]] = []

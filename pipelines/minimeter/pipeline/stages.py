@@ -206,6 +206,10 @@ class _Open(beam.DoFn):
             return
         if isinstance(result, Relayed):
             yield beam.pvalue.TaggedOutput(COUNTS, count(result.recipient, "messages-forwarded", 1))
+            if result.stripped:  # originatorInfo or unprotected attributes removed
+                yield beam.pvalue.TaggedOutput(
+                    COUNTS, count(result.recipient, "messages-relay-stripped", 1)
+                )
             yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "forwarded", 1))
             yield beam.pvalue.TaggedOutput(
                 FORWARD, Forwarded(result.recipient, name, result.message)
