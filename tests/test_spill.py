@@ -39,11 +39,13 @@ series = st.builds(
         max_size=30,
     ),
 )
-profiles = st.builds(DecodedProfile, st.text(max_size=30), st.lists(series, max_size=5).map(tuple))
+profiles = st.builds(
+    DecodedProfile, st.text(max_size=30), st.lists(series, max_size=5).map(tuple), st.text(max_size=20)
+)
 
 
 def same(a: DecodedProfile, b: DecodedProfile) -> bool:
-    if a.meter != b.meter or len(a.series) != len(b.series):
+    if a.meter != b.meter or a.source != b.source or len(a.series) != len(b.series):
         return False
     for x, y in zip(a.series, b.series, strict=True):
         if (x.obis, x.unit, x.step_us) != (y.obis, y.unit, y.step_us):

@@ -6,6 +6,7 @@ OUT/
   _staging/<run id>/                       a run in progress: invisible to recipients
       recipients/<recipient>/...           a recipient tree (below) of this run
       dead_letters.parquet  counts.json    the run's dead letters and counts
+      conflicts.parquet                    readings two messages disagree about
       work/                                the encrypted spill (decoded readings)
       state/                               readings carried to the next run (sealed)
       publish.json                         the commit record, written once the audit commits
@@ -82,6 +83,10 @@ class Staging:
     @property
     def counts(self) -> Path:
         return self.base / "counts.json"
+
+    @property
+    def conflicts(self) -> Path:
+        return self.base / "conflicts.parquet"
 
     @property
     def work(self) -> Path:

@@ -1,7 +1,7 @@
 """Policy semantics: what one recipient may receive of one meter's readings (no Beam here).
 
 Order per recipient: scope (habilitation) -> reading status (only valid readings go on) ->
-plausibility -> consent -> OBIS allow-list -> retention -> sampling limit (per OBIS kind) ->
+conflicts between messages -> plausibility -> consent -> OBIS allow-list -> retention -> sampling limit (per OBIS kind) ->
 identity -> k-anonymous aggregation. Every reading that does not reach a deliverable row is
 counted under the reason that removed it, so that ``readings-in (+ carried-in) = dropped-* +
 kept (+ suppressed-k) (+ carried-out)`` holds per recipient.
@@ -46,16 +46,21 @@ _POWER_W = {"W": 1.0, "kW": 1000.0, "var": 1.0, "kvar": 1000.0}
 
 
 def implausible(
-    profiles: Iterable[DecodedProfile], max_power_w: float = DEFAULT_MAX_POWER_W
+    profiles: Iterable[DecodedProfile],
+    max_power_w: float = DEFAULT_MAX_POWER_W,
+    disputed: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per OBIS code, the capture times (``times_us``) of one meter's deliverable readings that
     no meter can produce: a register that decreases or grows faster than ``max_power_w``,
     negative interval energy or more than ``max_power_w`` over the capture period, an
-    instantaneous power beyond it. Judged on all of the meter's messages of the run together."""
+    instantaneous power beyond it. Judged on all of the meter's messages of the run together,
+    without the ``disputed`` readings (``conflicts``), which are dropped anyway."""
     by_obis: dict[str, list[DecodedSeries]] = {}
     for profile in profiles:
         for s in profile.series:
             ok = deliverable(s.status)
+            if disputed and s.obis in disputed:
+                ok &= ~np.isin(s.times_us, disputed[s.obis])
             if ok.any():
                 by_obis.setdefault(s.obis, []).append(s.subset(ok))
     out: dict[str, np.ndarray] = {}
@@ -112,6 +117,49 @@ def _register_steps(
     return bad
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Different values for one meter, OBIS code and time from different messages."""
+
+    obis: str
+    time_us: int
+    sources: tuple[str, ...]
+
+
+def conflicts(profiles: Iterable[DecodedProfile]) -> tuple[dict[str, np.ndarray], list[Conflict]]:
+    """Per OBIS code, the times at which a meter's deliverable readings from different messages
+    disagree; neither value may be delivered (never resolved by chance). Identical values from
+    several messages are plain duplicates, not conflicts."""
+    by_obis: dict[str, list[tuple[DecodedSeries, str]]] = {}
+    for profile in profiles:
+        for s in profile.series:
+            ok = deliverable(s.status)
+            if ok.any():
+                by_obis.setdefault(s.obis, []).append((s.subset(ok), profile.source))
+    times: dict[str, np.ndarray] = {}
+    found: list[Conflict] = []
+    for obis, parts in sorted(by_obis.items()):
+        if len(parts) < 2:
+            continue
+        t = np.concatenate([p.times_us for p, _ in parts])
+        v = np.concatenate([p.values for p, _ in parts])
+        src = np.concatenate([np.full(len(p.times_us), i) for i, (p, _) in enumerate(parts)])
+        order = np.lexsort((v, t))
+        t, v, src = t[order], v[order], src[order]
+        starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+        low, high = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+        differ = np.flatnonzero(low != high)
+        if not len(differ):
+            continue
+        ends = np.r_[starts[1:], len(t)]
+        bad = t[starts[differ]]
+        times[obis] = bad
+        for k in differ.tolist():
+            names = sorted({parts[int(i)][1] for i in src[starts[k] : ends[k]].tolist()})
+            found.append(Conflict(obis, int(t[starts[k]]), tuple(names)))
+    return times, found
+
+
 def select(
     policy: Policy,
     info: MeterInfo | None,
@@ -119,9 +167,11 @@ def select(
     profile: DecodedProfile,
     horizon_us: int,
     implausible: dict[str, np.ndarray] | None = None,
+    conflicting: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[DecodedSeries], Counter[str]]:
-    """The per-message filters (scope, status, plausibility, consent, OBIS, retention) for one
-    recipient. ``implausible``: what ``implausible`` found for the meter."""
+    """The per-message filters (scope, status, plausibility, conflicts, consent, OBIS,
+    retention) for one recipient. ``implausible`` and ``conflicting``: what ``implausible`` and
+    ``conflicts`` found for the meter."""
     counts: Counter[str] = Counter()
     counts["readings-in"] += profile.readings
     if not in_scope(policy, info):
@@ -134,6 +184,10 @@ def select(
             codes, n = np.unique(s.status[~mask], return_counts=True)
             for code, k in zip(codes.tolist(), n.tolist(), strict=True):
                 counts[_status_reason(code)] += k
+        if conflicting and s.obis in conflicting:
+            disputed = mask & np.isin(s.times_us, conflicting[s.obis])
+            counts["dropped-conflict"] += int(disputed.sum())
+            mask &= ~disputed
         if implausible and s.obis in implausible:
             wrong = mask & np.isin(s.times_us, implausible[s.obis])
             counts["dropped-implausible"] += int(wrong.sum())

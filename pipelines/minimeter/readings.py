@@ -138,6 +138,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 class DecodedProfile:
     meter: str
     series: tuple[DecodedSeries, ...]
+    source: str = ""
+    """The message the readings came in (its file name), for conflict reports."""
 
     @property
     def readings(self) -> int:

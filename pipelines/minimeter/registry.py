@@ -14,7 +14,17 @@ import numpy as np
 
 from minimeter.errors import ConfigError
 
-METER_COLUMNS = ("meter", "jurisdiction", "area", "supplier", "customer_type", "annual_kwh")
+METER_COLUMNS = (
+    "meter",
+    "jurisdiction",
+    "area",
+    "supplier",
+    "customer_type",
+    "annual_kwh",
+    "gateway",
+)
+"""``gateway``: the id of the meter's gateway as its content-signature certificate names it
+(the subject CN, e.g. ``EPPC0215990320.SMGW``): only that gateway may report the meter."""
 CONSENT_COLUMNS = ("meter", "purpose", "granted_from", "granted_until", "withdrawn_at")
 _FOREVER = np.iinfo(np.int64).max
 
@@ -26,6 +36,8 @@ class MeterInfo:
     area: str
     supplier: str
     customer_type: str
+    gateway: str = ""
+    """The registered gateway's id (its certificate's subject CN)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,8 @@ class MeterRegistry:
         for line, row in _rows(path, METER_COLUMNS):
             if not row["meter"]:
                 raise ConfigError(f"{path}: line {line}: meter: empty")
+            if not row["gateway"].strip():
+                raise ConfigError(f"{path}: line {line}: gateway: empty")
             key = row["meter"].casefold()  # gateways write ids in their own case
             if key in first:
                 raise ConfigError(
@@ -140,6 +154,7 @@ class MeterRegistry:
                 row["area"],
                 row["supplier"],
                 row["customer_type"],
+                row["gateway"].strip(),
             )
         return cls(meters)
 

@@ -55,6 +55,7 @@ def encode_profile(profile: DecodedProfile) -> bytes:
     header = json.dumps(
         {
             "meter": profile.meter,
+            "source": profile.source,
             "series": [[s.obis, s.unit, int(s.step_us), len(s.times_us)] for s in series],
         }
     ).encode()
@@ -87,7 +88,7 @@ def decode_profile_blob(data: bytes) -> DecodedProfile:
             cut = [c[start:end] for c in columns]
             out.append(DecodedSeries(obis, unit, cut[0], cut[1], cut[2], cut[3], cut[4], step))
             start = end
-        return DecodedProfile(str(meta["meter"]), tuple(out))
+        return DecodedProfile(str(meta["meter"]), tuple(out), str(meta.get("source", "")))
     except (struct.error, KeyError, ValueError, TypeError) as exc:
         raise SpillError(f"spill content is not a profile ({type(exc).__name__})") from None
 

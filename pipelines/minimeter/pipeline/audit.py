@@ -33,12 +33,23 @@ CREATE TABLE IF NOT EXISTS manifests (
 CREATE TABLE IF NOT EXISTS conformance (
   run_id VARCHAR, recipient VARCHAR, expectation VARCHAR, "column" VARCHAR, success BOOLEAN, observed VARCHAR);
 CREATE TABLE IF NOT EXISTS quarantine (run_id VARCHAR, recipient VARCHAR, path VARCHAR);
+CREATE TABLE IF NOT EXISTS conflicts (
+  run_id VARCHAR, messages VARCHAR[], meter VARCHAR, obis VARCHAR, ts TIMESTAMPTZ);
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS publish_id VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS carried_from VARCHAR;
 CREATE OR REPLACE VIEW dead_letters_by_category AS
   SELECT run_id, stage, category, count(*) AS n FROM dead_letters GROUP BY ALL;
 """
-TABLES = ("runs", "counts", "dead_letters", "policies", "manifests", "conformance", "quarantine")
+TABLES = (
+    "runs",
+    "counts",
+    "dead_letters",
+    "policies",
+    "manifests",
+    "conformance",
+    "quarantine",
+    "conflicts",
+)
 
 
 def write_audit(
@@ -49,6 +60,7 @@ def write_audit(
     *,
     layout: OutLayout,
     dead_letters: Path,
+    conflicts: Path,
     outcome: ConformanceOutcome,
     quarantined: dict[str, Path],
     publish_id: str,
@@ -143,6 +155,12 @@ def write_audit(
             ],
         )
         _insert_conformance(con, cfg.run_id, outcome, quarantined, layout.root)
+        disputes = pq.read_table(conflicts).to_pylist() if conflicts.is_file() else []
+        if disputes:
+            con.executemany(
+                "INSERT INTO conflicts VALUES (?, ?, ?, ?, ?)",
+                [[cfg.run_id, d["messages"], d["meter"], d["obis"], d["ts"]] for d in disputes],
+            )
         con.execute("COMMIT")
     finally:
         con.close()

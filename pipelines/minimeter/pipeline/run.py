@@ -375,6 +375,7 @@ def _run_locked(
             manifests,
             layout=layout,
             dead_letters=staging.dead_letters,
+            conflicts=staging.conflicts,
             outcome=outcome,
             quarantined=quarantined,
             publish_id=publish_id,

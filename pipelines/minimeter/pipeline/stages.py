@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -36,6 +35,7 @@ from minimeter.minimise import (
     AreaTotal,
     Deliverable,
     aggregate_group,
+    conflicts,
     deliver_meter,
     horizon_us,
     implausible,
@@ -44,8 +44,9 @@ from minimeter.minimise import (
 from minimeter.pipeline.inputs import match_inputs
 from minimeter.pipeline.outputs import atomic_write, deliverable_table, forward_name, write_parquet
 from minimeter.policy.model import Policy
-from minimeter.pseudonym import recipient_key
+from minimeter.pseudonym import pseudonym, recipient_key
 from minimeter.readings import DecodedProfile, DecodedSeries
+from minimeter.redact import Redactor
 from minimeter.registry import ConsentRegistry, MeterRegistry
 from minimeter.spill import Spill, SpillRef, spill_key
 
@@ -54,6 +55,7 @@ FORWARD = "forward"
 COUNTS = "counts"
 AGGREGATE = "aggregate"
 CARRY = "carry"
+CONFLICTS = "conflicts"
 RUN = "_run"
 
 
@@ -79,9 +81,37 @@ class Pki:
 
 
 @dataclass(frozen=True)
+class Signer:
+    """What the decode stage checks a message's readings against: the signer's id (its
+    certificate's subject CN), the signing time and the certificate's validity (UTC µs)."""
+
+    gateway: str
+    signed_us: int
+    valid_from_us: int
+    valid_until_us: int
+
+    @classmethod
+    def of(cls, cert: Any, signing_time: datetime) -> Signer:
+        from cryptography.x509.oid import NameOID
+
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return cls(
+            str(names[0].value) if names else "",
+            _us(signing_time),
+            _us(cert.not_valid_before_utc),
+            _us(cert.not_valid_after_utc),
+        )
+
+
+def _us(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True)
 class OpenedPayload:
     message: str
     payload: bytes
+    signer: Signer | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +247,7 @@ class _Open(beam.DoFn):
             return
         if isinstance(result, HanExport):
             yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "han-exports", 1))
-        yield OpenedPayload(name, result.payload)
+        yield OpenedPayload(name, result.payload, Signer.of(result.signer, result.signing_time))
 
 
 class OpenCms(beam.PTransform):
@@ -285,7 +315,8 @@ class _Decode(beam.DoFn):
 
     def setup(self) -> None:
         self.spill = self.place.open() if self.place is not None else None
-        meters = MeterRegistry.load(self.decoding.meters).meters if self.decoding.meters else {}
+        self.registry = MeterRegistry.load(self.decoding.meters) if self.decoding.meters else None
+        meters = self.registry.meters if self.registry is not None else {}
         self.canonical = {m.casefold(): m for m in meters}
 
     def start_bundle(self) -> None:
@@ -304,8 +335,11 @@ class _Decode(beam.DoFn):
             )
             return
         meter = self.canonical.get(profile.meter.casefold(), profile.meter)
-        if meter != profile.meter:  # gateways write ids in their own case
-            profile = DecodedProfile(meter, profile.series)
+        profile = DecodedProfile(meter, profile.series, element.message)  # ids in our case
+        refused = self._refusal(profile, element.signer)
+        if refused is not None:
+            yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(element.message, "decode", refused))
+            return
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "opened", 1))
         yield beam.pvalue.TaggedOutput(COUNTS, count(RUN, "readings", profile.readings))
         if self.spill is None:
@@ -314,6 +348,29 @@ class _Decode(beam.DoFn):
         self.pending.append(profile)
         if len(self.pending) >= self.SPILL_BATCH:
             yield from self._flush()
+
+    def _refusal(self, profile: DecodedProfile, signer: Signer | None) -> str | None:
+        """Why a decoded message may not be used, or None: a meter missing from meters.csv
+        (``meter-unknown``), a signer that is not the meter's registered gateway
+        (``gateway-not-authorised``), or a reading captured after the signing time or outside
+        the signer certificate's validity (``untrusted-signer``)."""
+        if self.registry is None:
+            return None
+        info = self.registry.get(profile.meter)
+        if info is None:
+            return "meter-unknown"
+        if signer is None:
+            return None
+        if info.gateway.casefold() != signer.gateway.casefold():
+            return "gateway-not-authorised"
+        for s in profile.series:
+            if len(s.captured_us) and (
+                int(s.captured_us.max()) > signer.signed_us
+                or int(s.captured_us.min()) < signer.valid_from_us
+                or int(s.captured_us.max()) > signer.valid_until_us
+            ):
+                return "untrusted-signer"
+        return None
 
     def finish_bundle(self) -> Iterator[Any]:
         for meter_ref in self._flush():
@@ -354,6 +411,21 @@ class Carried:
 
     recipient: str
     profile: DecodedProfile
+
+
+AUDIT_PSEUDONYMS = "_audit"
+"""The pseudonym key of the audit's own tables (conflicts): no recipient's pseudonyms."""
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    """Two or more messages disagree about one reading: their (redacted) names, the meter's
+    audit pseudonym, the OBIS code and the time."""
+
+    messages: tuple[str, ...]
+    meter: str
+    obis: str
+    time_us: int
 
 
 @dataclass(frozen=True)
@@ -405,6 +477,8 @@ class _Minimise(beam.DoFn):
         self.keys = {
             p.id: recipient_key(secret, p.id) for p in self.policies if p.identity == "pseudonym"
         }
+        self.audit_key = recipient_key(secret, AUDIT_PSEUDONYMS)
+        self.redact = redactor(self.meters_path)
 
     def process(self, element: tuple[str, Iterable[Any]]) -> Iterator[Any]:
         meter, grouped = element
@@ -427,14 +501,25 @@ class _Minimise(beam.DoFn):
             ] + [int(s.times_us.max()) for ss in carried.values() for s in ss if len(s.times_us)]
             carry_from = (max(newest) if newest else 0) - self.carry.max_age_us
         info = self.meters.get(meter)
-        wrong = implausible(profiles, self.max_power_w)
+        disputed, found = conflicts(profiles)
+        wrong = implausible(profiles, self.max_power_w, disputed)
+        for dispute in found:
+            yield beam.pvalue.TaggedOutput(
+                CONFLICTS,
+                ConflictRow(
+                    tuple(self.redact(name) for name in dispute.sources),
+                    pseudonym(self.audit_key, meter),
+                    dispute.obis,
+                    dispute.time_us,
+                ),
+            )
         for policy in self.policies:
             counts: Counter[str] = Counter()
             parts: list[DecodedSeries] = list(carried.get(policy.id, ()))
             counts["carried-in"] += sum(len(s.times_us) for s in parts)
             for profile in profiles:
                 kept, c = select(
-                    policy, info, self.consent, profile, self.horizons[policy.id], wrong
+                    policy, info, self.consent, profile, self.horizons[policy.id], wrong, disputed
                 )
                 counts.update(c)
                 parts += kept
@@ -539,7 +624,7 @@ class ApplyPolicies(beam.PTransform):
                     carry=self.carry,
                     max_power_w=self.max_power_w,
                 )
-            ).with_outputs(AGGREGATE, COUNTS, CARRY, main="rows")
+            ).with_outputs(AGGREGATE, COUNTS, CARRY, CONFLICTS, main="rows")
         )
         aggregated = (
             delivered[AGGREGATE]
@@ -550,6 +635,7 @@ class ApplyPolicies(beam.PTransform):
         counts = (delivered[COUNTS], aggregated[COUNTS]) | "AllCounts" >> beam.Flatten()
         if self.carry is not None and self.carry.keep is not None:
             delivered[CARRY] | "KeepCarried" >> KeepCarried(self.carry.keep)
+        self.conflicts = delivered[CONFLICTS]
         return rows, counts
 
 
@@ -703,21 +789,23 @@ class WriteParquet(beam.PTransform):
 
 
 class _RedactMeterIds(beam.DoFn):
-    """Dead letters name the message file; a file name that carries a registered meter id (some
-    gateways name files ``<meter>.sm_data.xml.cms``) has that id replaced by ``<meter>``."""
+    """Dead letters name the message file; every registered meter id and gateway id in it is
+    replaced (``minimeter.redact``), wherever it occurs, ignoring case."""
 
     def __init__(self, meters: str) -> None:
         self.meters_path = meters
 
     def setup(self) -> None:
-        self.meters = frozenset(MeterRegistry.load(self.meters_path).meters)
+        self.redact = redactor(self.meters_path)
 
     def process(self, letter: DeadLetter) -> Iterator[DeadLetter]:
-        parts = re.split(r"([^A-Za-z0-9]+)", letter.message)
-        if any(p in self.meters for p in parts):
-            name = "".join("<meter>" if p in self.meters else p for p in parts)
-            letter = DeadLetter(name, letter.stage, letter.category)
-        yield letter
+        name = self.redact(letter.message)
+        yield letter if name == letter.message else DeadLetter(name, letter.stage, letter.category)
+
+
+def redactor(meters_path: str) -> Redactor:
+    registry = MeterRegistry.load(meters_path)
+    return Redactor(registry.meters, (m.gateway for m in registry.meters.values()))
 
 
 class RedactMeterIds(beam.PTransform):
@@ -752,6 +840,23 @@ def write_dead_letters(staging: str, run_id: str, letters: list[DeadLetter]) -> 
     )
     write_parquet(Staging(Path(staging), run_id).dead_letters, table, {"run_id": run_id})
     return len(letters)
+
+
+def write_conflicts(staging: str, run_id: str, rows: list[ConflictRow]) -> None:
+    import pyarrow as pa
+
+    rows = sorted(rows, key=lambda r: (r.meter, r.obis, r.time_us, r.messages))
+    table = pa.table(
+        {
+            "messages": pa.array([list(r.messages) for r in rows], pa.list_(pa.string())),
+            "meter": pa.array([r.meter for r in rows], pa.string()),
+            "obis": pa.array([r.obis for r in rows], pa.string()),
+            "ts": pa.array([r.time_us for r in rows], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    write_parquet(Staging(Path(staging), run_id).conflicts, table, {"run_id": run_id})
 
 
 def write_counts(path: str, items: list[tuple[tuple[str, str], int]]) -> None:
@@ -816,7 +921,7 @@ class MinimeterJob(beam.PTransform):
             self.pki, self.processing_time, accept_han_export=self.accept_han_export
         )
         decoded = opened.opened | "DecodePayload" >> DecodePayload(self.spill, self.decoding)
-        rows, policy_counts = decoded.decoded | "ApplyPolicies" >> ApplyPolicies(
+        apply = ApplyPolicies(
             self.policies,
             meters=self.meters,
             consent=self.consent,
@@ -826,6 +931,7 @@ class MinimeterJob(beam.PTransform):
             carry=self.carry,
             max_power_w=self.max_power_w,
         )
+        rows, policy_counts = decoded.decoded | "ApplyPolicies" >> apply
         written = rows | "WriteParquet" >> WriteParquet(
             staging,
             run_id,
@@ -834,6 +940,11 @@ class MinimeterJob(beam.PTransform):
             {p.id: p.timezone for p in self.policies},
         )
         relayed = opened[FORWARD] | "WriteForwards" >> beam.Map(write_forward, staging, run_id)
+        _ = (
+            apply.conflicts
+            | "AllConflicts" >> beam.combiners.ToList()
+            | "WriteConflicts" >> beam.Map(lambda rows: write_conflicts(staging, run_id, rows))
+        )
         dead = (read[DEAD], opened[DEAD], decoded[DEAD]) | "DeadLetters" >> beam.Flatten()
         dead = dead | "RedactNames" >> RedactMeterIds(self.meters)
         dead_total = (

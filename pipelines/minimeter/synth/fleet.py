@@ -70,6 +70,12 @@ class Meter:
     annual_kwh: float
     index: int
 
+    @property
+    def gateway(self) -> str:
+        """The id of the meter's gateway as its content-signature certificate names it (the
+        subject CN, in the form real PPC gateways use: ``EPPC<10 digits>.SMGW``)."""
+        return f"EPPC{1_000_000_000 + self.index:010d}.SMGW"
+
 
 @dataclass(frozen=True)
 class ConsentRow:
@@ -144,9 +150,21 @@ def _iso(t: datetime | None) -> str:
 def write_meters(meters: list[Meter], path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["meter", "jurisdiction", "area", "supplier", "customer_type", "annual_kwh"])
+        w.writerow(
+            ["meter", "jurisdiction", "area", "supplier", "customer_type", "annual_kwh", "gateway"]
+        )
         for m in meters:
-            w.writerow([m.meter, m.jurisdiction, m.area, m.supplier, m.customer_type, m.annual_kwh])
+            w.writerow(
+                [
+                    m.meter,
+                    m.jurisdiction,
+                    m.area,
+                    m.supplier,
+                    m.customer_type,
+                    m.annual_kwh,
+                    m.gateway,
+                ]
+            )
 
 
 def write_consent(rows: list[ConsentRow], path: Path) -> None:

@@ -260,7 +260,7 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True) -> SynthSummary:
     total = cfg.meters * cfg.days
     bar = _progress(total, enabled=progress)
     for meter in meters:
-        gateway_id = f"GW-{meter.meter[1:4]}-{meter.index:06d}"
+        gateway_id = meter.gateway
         gateway = pki.gateway(gateway_id)
         meter_rng = np.random.default_rng([cfg.seed, meter.index])
         for d, (day, series) in enumerate(_meter_days(cfg, meter, meter_rng)):

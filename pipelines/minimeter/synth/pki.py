@@ -268,7 +268,7 @@ class TestPki:
         return issue(
             self.seed,
             f"gw/{gateway_id}/{expired}",
-            f"SMGW {gateway_id}",
+            gateway_id,
             kind="sign",
             issuer=self.subca,
             curve=self.curve,
