@@ -317,3 +317,38 @@ def test_local_days_follow_the_civil_calendar(day: str, quarter_hours: int) -> N
     rows, *_ = deliver_meter(policy, "m", [s], key=None)
     days = dict(r for row in rows for r in row.split_by_day(policy.timezone))
     assert day in days and end_us in days[day].ts_us.tolist()
+
+
+@pytest.mark.parametrize(
+    "until,withdrawn,delivered",
+    [
+        (None, "2026-01-04", 0),  # withdrawn before the data
+        (None, "2026-01-06", 0),  # between the two days: the first day is not delivered either
+        (None, "2026-01-08", 0),  # after the data, before the as-of
+        (None, "2026-01-12", 192),  # after the as-of: this delivery is still allowed
+        ("2026-01-06", None, 95),  # a grant that ran out is no withdrawal (00:00 is past it)
+    ],
+)
+def test_consent_is_checked_at_capture_and_at_delivery(
+    until: str | None, withdrawn: str | None, delivered: int
+) -> None:
+    def us(day: str) -> int:
+        return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * US
+
+    start = us("2026-01-05")
+    ends = [us(t) for t in (until, withdrawn) if t]
+    grant = Grant(
+        "fr-load-curve",
+        us("2026-01-01"),
+        min(ends, default=2**62),
+        us(withdrawn) if withdrawn else np.iinfo(np.int64).max,
+    )
+    registry = ConsentRegistry({"m": (grant,)})
+    times = start + (np.arange(192) + 1) * STEP  # Jan 5 00:15 .. Jan 7 00:00
+    s = DecodedSeries.measured("1-0:1.29.0", "Wh", times, np.ones(192), STEP)
+    esco = replace(POLICIES["fr-esco-flex"], timezone="UTC")
+    kept, counts = select(
+        esco, meter(), registry, DecodedProfile("m", (s,)), 0, delivered_at_us=us("2026-01-10")
+    )
+    assert sum(len(k) for k in kept) == delivered
+    assert counts["dropped-consent"] == 192 - delivered

@@ -168,10 +168,12 @@ def select(
     horizon_us: int,
     implausible: dict[str, np.ndarray] | None = None,
     conflicting: dict[str, np.ndarray] | None = None,
+    delivered_at_us: int | None = None,
 ) -> tuple[list[DecodedSeries], Counter[str]]:
     """The per-message filters (scope, status, plausibility, conflicts, consent, OBIS,
     retention) for one recipient. ``implausible`` and ``conflicting``: what ``implausible`` and
-    ``conflicts`` found for the meter."""
+    ``conflicts`` found for the meter. ``delivered_at_us``: the processing time (the run's
+    as-of), at which a consent must not have been withdrawn."""
     counts: Counter[str] = Counter()
     counts["readings-in"] += profile.readings
     if not in_scope(policy, info):
@@ -193,7 +195,7 @@ def select(
             counts["dropped-implausible"] += int(wrong.sum())
             mask &= ~wrong
         if policy.consent is not None:
-            ok = consent.valid(profile.meter, policy.consent, s.times_us)
+            ok = consent.valid(profile.meter, policy.consent, s.times_us, delivered_at_us)
             counts["dropped-consent"] += int((mask & ~ok).sum())
             mask &= ok
         if not policy.allows_obis(s.obis):

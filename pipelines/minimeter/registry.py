@@ -46,6 +46,8 @@ class Grant:
     start_us: int
     end_us: int
     """Exclusive: the earlier of granted_until and withdrawn_at (or never)."""
+    withdrawn_us: int = np.iinfo(np.int64).max
+    """When the data subject withdrew the consent (never: the largest int64)."""
 
 
 def _open_regular(path: Path) -> int:
@@ -174,23 +176,31 @@ class ConsentRegistry:
             start = _time_us(path, line, "granted_from", row["granted_from"])
             if start is None:
                 raise ConfigError(f"{path}: line {line}: granted_from: empty")
-            ends = [
-                t
-                for t in (
-                    _time_us(path, line, "granted_until", row["granted_until"]),
-                    _time_us(path, line, "withdrawn_at", row["withdrawn_at"]),
-                )
-                if t is not None
-            ]
+            until = _time_us(path, line, "granted_until", row["granted_until"])
+            withdrawn = _time_us(path, line, "withdrawn_at", row["withdrawn_at"])
+            ends = [t for t in (until, withdrawn) if t is not None]
             grants.setdefault(row["meter"], []).append(
-                Grant(row["purpose"], start, min(ends, default=_FOREVER))
+                Grant(
+                    row["purpose"],
+                    start,
+                    min(ends, default=_FOREVER),
+                    _FOREVER if withdrawn is None else withdrawn,
+                )
             )
         return cls({m: tuple(g) for m, g in grants.items()})
 
-    def valid(self, meter: str, purpose: str, times_us: np.ndarray) -> np.ndarray:
-        """Per capture time: is a grant for ``purpose`` valid then (start <= t < end)?"""
+    def valid(
+        self, meter: str, purpose: str, times_us: np.ndarray, at_us: int | None = None
+    ) -> np.ndarray:
+        """Per capture time: may the reading be delivered for ``purpose``? A grant must be
+        valid at the capture time (start <= t < end) and, at delivery, not withdrawn by the
+        processing time ``at_us`` (the run's as-of): a withdrawal stops the delivery of what
+        was captured before it, too. A grant that simply ran out is no withdrawal."""
         mask = np.zeros(len(times_us), dtype=bool)
         for g in self.grants.get(meter, ()):
-            if g.purpose == purpose:
-                mask |= (times_us >= g.start_us) & (times_us < g.end_us)
+            if g.purpose != purpose:
+                continue
+            if at_us is not None and g.withdrawn_us <= at_us:
+                continue  # withdrawn before this delivery
+            mask |= (times_us >= g.start_us) & (times_us < g.end_us)
         return mask

@@ -519,7 +519,14 @@ class _Minimise(beam.DoFn):
             counts["carried-in"] += sum(len(s.times_us) for s in parts)
             for profile in profiles:
                 kept, c = select(
-                    policy, info, self.consent, profile, self.horizons[policy.id], wrong, disputed
+                    policy,
+                    info,
+                    self.consent,
+                    profile,
+                    self.horizons[policy.id],
+                    wrong,
+                    disputed,
+                    delivered_at_us=int(self.as_of.timestamp() * 1_000_000),
                 )
                 counts.update(c)
                 parts += kept
