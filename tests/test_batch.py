@@ -472,3 +472,31 @@ def test_usage_errors_of_other_commands(tmp_path: Path) -> None:
     _one_line_error(minimeter("verify", str(tmp_path)), 2, "usage")  # no --trust-anchor
     proc = minimeter("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("minimeter ")
+
+
+def test_expire_removes_what_is_beyond_retention_and_verify_still_holds(
+    synth_dir: Path, daily: Path, tmp_path: Path
+) -> None:
+    from minimeter.policy.load import load_policy_set
+
+    out = tmp_path / "out"
+    shutil.copytree(daily, out)
+    before = {p.relative_to(out) for p in out.glob("*/runs/*/data/*/*.parquet")}
+    years = {p.id: int(p.retention.text[1:-1]) for p in load_policy_set(ROOT / "policies").policies}
+    as_of = "2029-01-11"  # horizons: P1Y 2028-01-11, P2Y 2027-01-11, P3Y 2026-01-11
+    expected = {
+        p for p in before if p.parts[4].removeprefix("date=") < f"{2029 - years[p.parts[0]]}-01-11"
+    }
+    assert expected and expected != before, sorted(map(str, before))  # some files, not all
+    pki = str(synth_dir / "pki")
+    dry = minimeter("expire", str(out), "--as-of", as_of, "--pki", pki, "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.count("would remove") == len(expected)
+    assert {p.relative_to(out) for p in out.glob("*/runs/*/data/*/*.parquet")} == before
+    proc = minimeter("expire", str(out), "--as-of", as_of, "--pki", pki)
+    assert proc.returncode == 0, proc.stderr
+    after = {p.relative_to(out) for p in out.glob("*/runs/*/data/*/*.parquet")}
+    assert before - after == expected
+    assert verify(synth_dir, out).returncode == 0  # manifests and index re-signed
+    con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)
+    rows = con.execute("SELECT recipient, run_id, file, rows FROM expirations").fetchall()
+    assert len(rows) == len(expected) and all(r[3] > 0 for r in rows)

@@ -311,6 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rn.set_defaults(handler=_run, allow_extra=True)
 
+    ex = commands.add_parser(
+        "expire",
+        help="remove published files older than their recipient's retention (audit records it)",
+        allow_abbrev=False,
+    )
+    ex.add_argument("out", metavar="OUT")
+    ex.add_argument("--as-of", required=True, metavar="DATE")
+    ex.add_argument("--pki", required=True, metavar="DIR", help="to re-sign changed manifests")
+    ex.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    ex.set_defaults(handler=_expire)
+
     vf = commands.add_parser(
         "verify",
         help="check the signed manifests and indexes of published runs",
@@ -504,6 +515,30 @@ def _run(args: argparse.Namespace) -> int:
         if options.summary_json and not Path(options.summary_json).exists():
             write_summary(options.summary_json, summary_document_error(cfg.run_id, exc))
         raise
+
+
+def _expire(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from minimeter.expire import expire
+
+    try:
+        as_of = date.fromisoformat(args.as_of)
+    except ValueError:
+        raise UsageError(f"--as-of: {args.as_of!r} is not a date YYYY-MM-DD") from None
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ConfigError(f"{out}: not a folder", "input-unreadable")
+    found = expire(out, as_of=as_of, pki=Path(args.pki), dry_run=args.dry_run, at=datetime.now(UTC))
+    for e in found:
+        print(
+            f"{'would remove' if args.dry_run else 'removed'} {e.recipient}/runs/{e.run_id}/{e.file} ({e.rows} rows, {e.reason})"
+        )
+    print(
+        f"expire: {len(found)} file(s), {sum(e.rows for e in found)} rows "
+        f"{'would be ' if args.dry_run else ''}removed as of {as_of}"
+    )
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

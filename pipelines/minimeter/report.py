@@ -332,7 +332,8 @@ def _write(
                 "legal basis": f"Art. {p.legal_basis} ({LEGAL_BASES[p.legal_basis]})",
                 "data categories": ", ".join(categories),
                 "data subjects": ", ".join(d.data_subjects) if d else "",
-                "time limit for erasure": p.retention.describe(),
+                "time limit for erasure": f"{p.retention.describe()}: not delivered once older, "
+                "and removed from published outputs by `minimeter expire`",
                 "safeguards": f"{p.identity} identity; {p.min_interval.describe()} granularity"
                 + (f"; consent {p.consent}" if p.consent else "")
                 + (f"; k >= {p.k_anonymity}" if p.k_anonymity else ""),

@@ -20,8 +20,10 @@ KIND_SEMANTICS = {
 }
 IDENTITY = {
     "pseudonym": "a keyed pseudonym per recipient (HMAC-SHA256 under a key derived with HKDF from the "
-    "pseudonym secret and the recipient id): the meter id never leaves, and two recipients cannot link "
-    "their datasets",
+    "pseudonym secret and the recipient id): the meter id never leaves and pseudonyms differ "
+    "between recipients, but a pseudonym hides only the id, not the data: recipients who "
+    "receive the same values (a cumulative register is unique per meter) can still join their "
+    "datasets on them",
     "metering-point": "the metering-point id itself (needed for billing)",
     "none": "no identifier at all",
 }
@@ -121,14 +123,19 @@ def explain(ps: PolicySet, recipient_id: str) -> str:
             )
     if p.consent:
         out.append(
-            f"Consent: only meters with a valid {p.consent!r} grant at capture time (granted, not yet "
-            "expired or withdrawn); rows of other meters are dropped."
+            f"Consent: only readings captured while a {p.consent!r} grant was valid (granted, not "
+            "yet expired or withdrawn), and only while it is still not withdrawn at the delivery "
+            "(the run's as-of): a withdrawal also stops readings captured before it; rows of "
+            "other meters are dropped."
         )
     else:
         out.append("Consent: not required for this purpose.")
     out.append(
-        f"Retention: rows older than {p.retention.describe()} ({p.retention}) before the run's as-of "
-        "date are not delivered" + (f"; baseline ceiling {rule.max_retention}." if rule else ".")
+        f"Retention: {p.retention.describe()} ({p.retention}). Two steps: a run does not deliver "
+        "rows older than that before its as-of date, and `minimeter expire OUT --as-of DATE "
+        "--pki DIR` removes published files once they are older (their manifests are re-signed, "
+        "the audit's expirations table records each removal); run it regularly, e.g. daily"
+        + (f"; baseline ceiling {rule.max_retention}." if rule else ".")
     )
     out.append(f"Identity: {IDENTITY[p.identity]}.")
     scope = [f"meters of jurisdiction {p.jurisdiction}"]
