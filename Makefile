@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck clean
+.PHONY: demo test bench lint typecheck clean test-engines bench-engines flink-up flink-down spark-up spark-down clean-engines
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,44 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# Local engine clusters (scripts/engines/, versions in scripts/engines/versions.env); tool venvs and
+# Beam's job-server jars are fetched once into .cache/engines. Java 11+ and Maven are needed.
+ENGINES := scripts/engines
+
+flink-up:
+	bash $(ENGINES)/flink.sh up
+
+flink-down:
+	bash $(ENGINES)/flink.sh down
+
+spark-up:
+	bash $(ENGINES)/spark.sh up
+
+spark-down:
+	bash $(ENGINES)/spark.sh down
+
+# Minimeter's job on Flink and on Spark compared with FnApiRunner (tests_engines/, outside the
+# testpaths of `make test`); each engine's cluster is started and stopped by its tests.
+test-engines: $(STAMP)
+	$(BIN)/pytest tests_engines
+
+bench-engines: $(STAMP)
+	$(BIN)/python benchmarks/bench_engines.py
+
+clean-engines:
+	-bash $(ENGINES)/flink.sh down
+	-bash $(ENGINES)/spark.sh down
+	rm -rf .cache/engines
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cms.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_runner_ceiling.py
+	$(BIN)/python benchmarks/bench_engines.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipelines tests benchmarks
-	$(BIN)/ruff format --check pipelines tests benchmarks
+	$(BIN)/ruff check pipelines tests tests_engines benchmarks scripts
+	$(BIN)/ruff format --check pipelines tests tests_engines benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy pipelines/minimeter
