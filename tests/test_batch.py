@@ -500,3 +500,43 @@ def test_expire_removes_what_is_beyond_retention_and_verify_still_holds(
     con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)
     rows = con.execute("SELECT recipient, run_id, file, rows FROM expirations").fetchall()
     assert len(rows) == len(expected) and all(r[3] > 0 for r in rows)
+
+
+def test_subject_access_lists_every_recipient_of_a_meter_and_nothing_else(
+    synth_dir: Path, daily: Path
+) -> None:
+    import pandas as pd
+
+    from minimeter.pseudonym import pseudonym, recipient_key
+
+    meters = pd.read_csv(synth_dir / "meters.csv")["meter"].tolist()
+    secret = (synth_dir / "pki" / "pseudonym-secret.key").read_bytes()
+    rows = {
+        rid: pd.concat([pd.read_parquet(f) for f in files])
+        for rid in ("de-dso-hamburg", "fr-enedis-daily", "gb-supplier-daily")
+        if (files := sorted((daily / rid / "runs").glob("*/data/*/*.parquet")))
+    }
+
+    def expected(meter: str) -> dict[str, int]:
+        got = {}
+        for rid, df in rows.items():
+            who = pseudonym(recipient_key(secret, rid), meter) if rid == "de-dso-hamburg" else meter
+            n = int((df["meter"] == who).sum())
+            if n:
+                got[rid] = n
+        return got
+
+    meter = next(m for m in meters if expected(m))
+    proc = minimeter(
+        "subject", meter.lower(), "--out", str(daily), "--pki", str(synth_dir / "pki"),
+        "--meters", str(synth_dir / "meters.csv"), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    listed = {d["recipient"]: d["rows"] for d in doc["recipients"] if d["delivery"] == "parquet"}
+    assert {k: v for k, v in listed.items() if k in rows} == expected(meter)
+    others = [m for m in meters if m != meter]
+    assert not any(m in proc.stdout for m in others)  # nothing about other meters
+    assert all("pseudonym" not in d for d in doc["recipients"])  # only with --show-pseudonyms
+    hidden = pseudonym(recipient_key(secret, "de-dso-hamburg"), meter)
+    assert hidden not in proc.stdout

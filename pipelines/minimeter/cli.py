@@ -322,6 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dry-run", action="store_true", help="list what would be removed")
     ex.set_defaults(handler=_expire)
 
+    sb = commands.add_parser(
+        "subject",
+        help="subject access: which recipients received a meter's data (GDPR Art. 15)",
+        allow_abbrev=False,
+    )
+    sb.add_argument("meter", metavar="METER")
+    sb.add_argument("--out", required=True, metavar="OUT")
+    sb.add_argument("--pki", required=True, metavar="DIR", help="to compute the meter's pseudonyms")
+    sb.add_argument("--meters", required=True, metavar="FILE")
+    sb.add_argument("--policies", default=None, metavar="DIR")
+    sb.add_argument("--json", action="store_true")
+    sb.add_argument("--show-pseudonyms", action="store_true")
+    sb.set_defaults(handler=_subject)
+
     vf = commands.add_parser(
         "verify",
         help="check the signed manifests and indexes of published runs",
@@ -538,6 +552,34 @@ def _expire(args: argparse.Namespace) -> int:
         f"expire: {len(found)} file(s), {sum(e.rows for e in found)} rows "
         f"{'would be ' if args.dry_run else ''}removed as of {as_of}"
     )
+    return 0
+
+
+def _subject(args: argparse.Namespace) -> int:
+    import json
+
+    from minimeter.policy.check import require_valid
+    from minimeter.policy.load import load_policy_set
+    from minimeter.subject import subject_access
+
+    ps = require_valid(load_policy_set(args.policies))
+    found = subject_access(
+        args.meter, out=Path(args.out), ps=ps, pki=Path(args.pki), meters=Path(args.meters)
+    )
+    docs = [d.as_dict(show_pseudonyms=args.show_pseudonyms) for d in found]
+    if args.json:
+        print(json.dumps({"recipients": docs}, indent=2))
+        return 0
+    if not found:
+        print("subject: no recipient received data of this meter")
+    for d in found:
+        span = f"{d.first} .. {d.last}" if d.first else "-"
+        extra = f"; pseudonym {d.pseudonym}" if args.show_pseudonyms and d.pseudonym else ""
+        print(
+            f"{d.recipient}: {d.delivery}, identity {d.identity}{extra}, {d.granularity}, "
+            f"runs {', '.join(d.runs)}, OBIS {', '.join(d.obis) or '-'}, {span}, {d.rows} rows"
+            + (f" ({d.note})" if d.note else "")
+        )
     return 0
 
 
