@@ -177,6 +177,7 @@ def test_spacing_alignment_and_values_against_truth(
         civil = policy.min_interval.text == "P1D"  # days follow the recipient's time zone
         zone = policy.timezone
         for (raw, obis), g in df.groupby(["raw", "obis"]):
+            shifts: set[float] = set()
             ts = g["ts"].sort_values()
             if civil:
                 local = ts.dt.tz_convert(zone)
@@ -201,7 +202,9 @@ def test_spacing_alignment_and_values_against_truth(
                 )
                 window = t[(t.index > start) & (t.index <= row.ts)]
                 assert len(window) == (row.ts - start) // pd.Timedelta(minutes=15), (rid, row.ts)
-                if kind == "register":
+                if kind == "register" and policy.rebases_registers:
+                    shifts.add(row.value - t[row.ts])  # one secret shift per series
+                elif kind == "register":
                     assert row.value == t[row.ts], (rid, obis, row.ts)
                 elif kind == "interval":
                     assert row.value == window.sum(), (
@@ -213,6 +216,8 @@ def test_spacing_alignment_and_values_against_truth(
                     assert (
                         row.value == pytest.approx(window.mean()) and row.value_max == window.max()
                     )
+            if shifts:  # rebased registers: consumption (differences) kept, the level hidden
+                assert max(shifts) - min(shifts) < 1e-6 and 0 <= min(shifts) < 1e9, (rid, obis)
 
 
 def test_consent_gated_recipients_only_in_granted_windows(run, policies, meters, fleet) -> None:  # noqa: ANN001
@@ -430,3 +435,25 @@ def test_dead_letters_never_name_a_meter(fleet: Path, tmp_path: Path) -> None:
         ).fetchone()[0]
         == 0
     )
+
+
+def test_a_join_on_register_values_fails_after_rebasing(run: Path, truth: pd.DataFrame) -> None:
+    """The attack the issue describes: join the DSO's pseudonymised 15-minute registers with the
+    supplier's identified daily registers on (time, value). On absolute values (the truth) it
+    links meters; on what the DSO received it links none, and the audit says so."""
+    dso = read_recipient(run, "de-dso-hamburg")
+    supplier = read_recipient(run, "de-supplier-stadtwerk")
+    assert len(dso) and len(supplier)
+    registers = ["1-0:1.8.0", "1-0:2.8.0"]
+    dso_reg = dso[dso.obis.isin(registers)]
+    attack = dso_reg.merge(supplier, on=["obis", "ts", "value"])
+    assert attack.empty
+    absolute = truth[truth.obis.isin(registers)].rename(columns={"capture_time": "ts"})
+    would = absolute.merge(supplier, on=["obis", "ts", "value"])
+    assert len(would) > 0  # the same join on absolute values does link meters
+    con = duckdb.connect(str(run / "_audit" / "audit.duckdb"), read_only=True)
+    links = con.execute(
+        "SELECT series, matched FROM linkability WHERE recipient = 'de-dso-hamburg' "
+        "AND other = 'de-supplier-stadtwerk'"
+    ).fetchall()
+    assert links and links[0][0] > 0 and links[0][1] == 0

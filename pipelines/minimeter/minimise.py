@@ -22,7 +22,7 @@ import pandas as pd
 
 from minimeter.obis import OBIS_TABLE
 from minimeter.policy.model import Policy
-from minimeter.pseudonym import pseudonym
+from minimeter.pseudonym import pseudonym, register_offset
 from minimeter.readings import DecodedProfile, DecodedSeries, ReadingStatus, deliverable
 from minimeter.registry import ConsentRegistry, MeterInfo
 
@@ -455,13 +455,15 @@ def deliver_meter(
     key: bytes | None,
     *,
     carry_from_us: int | None = None,
+    offsets: bytes | None = None,
 ) -> tuple[list[Deliverable], list[Coarse], Counter[str], list[DecodedSeries]]:
     """Row-level deliverables of one meter (parquet delivery), or coarse values to aggregate,
     and the readings to carry to the next run.
 
     Readings of incomplete intervals captured at or after ``carry_from_us`` are carried (counted
     ``carried-out``): a later run may bring the rest of their interval. Older ones, or all of
-    them when ``carry_from_us`` is None, are dropped (``dropped-incomplete``)."""
+    them when ``carry_from_us`` is None, are dropped (``dropped-incomplete``). ``offsets``: the
+    recipient's register-offset key when its policy rebases registers (``register_offset``)."""
     counts: Counter[str] = Counter()
     merged, duplicates = merge(parts)
     counts["dropped-duplicate"] += duplicates
@@ -486,6 +488,9 @@ def deliver_meter(
             coarse_values.append(coarse)
             continue
         counts["kept"] += int(coarse.readings.sum())
+        value = coarse.value
+        if offsets is not None and policy.rebases_registers and _kind(coarse.obis) == "register":
+            value = value + register_offset(offsets, meter, coarse.obis)
         out.append(
             Deliverable(
                 _ISSUED,
@@ -495,11 +500,15 @@ def deliver_meter(
                 obis=coarse.obis,
                 unit=coarse.unit,
                 ts_us=coarse.ts_us,
-                value=coarse.value,
+                value=value,
                 value_max=coarse.value_max,
             )
         )
     return out, coarse_values, counts, carried
+
+
+def _kind(obis: str) -> str:
+    return OBIS_TABLE[obis].kind if obis in OBIS_TABLE else "register"
 
 
 class AreaTotal:

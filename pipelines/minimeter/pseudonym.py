@@ -29,3 +29,23 @@ def pseudonym(key: bytes, meter: str) -> str:
     mac = hmac.HMAC(key, hashes.SHA256())
     mac.update(meter.encode())
     return mac.finalize()[:16].hex()
+
+
+OFFSET_INFO = b"minimeter/register-offset/v1:"
+MAX_OFFSET_WH = 10**9
+"""Offsets lie in [0, 1 GWh): far beyond any household's register, exact in a double."""
+
+
+def offset_key(secret: bytes, recipient_id: str) -> bytes:
+    """The key of a recipient's register offsets (HKDF, apart from its pseudonym key)."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=SALT, info=OFFSET_INFO + recipient_id.encode()
+    ).derive(secret)
+
+
+def register_offset(key: bytes, meter: str, obis: str) -> float:
+    """The secret offset of one meter's register for one recipient: cumulative values shifted
+    by it no longer join with another recipient's (differences, i.e. consumption, are kept)."""
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(f"{meter}\0{obis}".encode())
+    return float(int.from_bytes(mac.finalize()[:8], "big") % MAX_OFFSET_WH)

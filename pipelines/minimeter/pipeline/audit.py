@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS manifests (
 CREATE TABLE IF NOT EXISTS conformance (
   run_id VARCHAR, recipient VARCHAR, expectation VARCHAR, "column" VARCHAR, success BOOLEAN, observed VARCHAR);
 CREATE TABLE IF NOT EXISTS quarantine (run_id VARCHAR, recipient VARCHAR, path VARCHAR);
+CREATE TABLE IF NOT EXISTS linkability (
+  run_id VARCHAR, recipient VARCHAR, other VARCHAR, series BIGINT, matched BIGINT);
 CREATE TABLE IF NOT EXISTS conflicts (
   run_id VARCHAR, messages VARCHAR[], meter VARCHAR, obis VARCHAR, ts TIMESTAMPTZ);
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS publish_id VARCHAR;
@@ -49,6 +51,7 @@ TABLES = (
     "conformance",
     "quarantine",
     "conflicts",
+    "linkability",
 )
 
 
@@ -61,6 +64,7 @@ def write_audit(
     layout: OutLayout,
     dead_letters: Path,
     conflicts: Path,
+    linkability: list[Any],
     outcome: ConformanceOutcome,
     quarantined: dict[str, Path],
     publish_id: str,
@@ -155,6 +159,11 @@ def write_audit(
             ],
         )
         _insert_conformance(con, cfg.run_id, outcome, quarantined, layout.root)
+        if linkability:
+            con.executemany(
+                "INSERT INTO linkability VALUES (?, ?, ?, ?, ?)",
+                [[cfg.run_id, x.recipient, x.other, x.series, x.matched] for x in linkability],
+            )
         disputes = pq.read_table(conflicts).to_pylist() if conflicts.is_file() else []
         if disputes:
             con.executemany(

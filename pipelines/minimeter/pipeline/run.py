@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from minimeter.errors import ConfigError, MinimeterError
 from minimeter.layout import OutLayout, Staging
@@ -105,6 +106,8 @@ class RunResult:
     """The Beam job alone (without conformance, manifests and audit)."""
     recovered: tuple[str, ...] = ()
     carried_from: str | None = None
+    linkability: tuple[Any, ...] = ()
+    """``minimeter.linkability.Linkability`` of every pair this run measured."""
 
     @property
     def balanced(self) -> bool:
@@ -335,6 +338,9 @@ def _run_locked(
             },
         )
         failed = set(outcome.failed)
+        from minimeter.linkability import measure
+
+        links = measure(trees, ps.policies)
         ticker.phase = "publishing"
         publish_id = uuid.uuid4().hex
         published, manifests = [], []
@@ -376,6 +382,7 @@ def _run_locked(
             layout=layout,
             dead_letters=staging.dead_letters,
             conflicts=staging.conflicts,
+            linkability=links,
             outcome=outcome,
             quarantined=quarantined,
             publish_id=publish_id,
@@ -393,6 +400,7 @@ def _run_locked(
     )
     return replace(
         result,
+        linkability=tuple(links),
         quarantined=tuple(sorted(quarantined)),
         conformance_failures=failures,
         seconds=time.perf_counter() - started,
@@ -497,6 +505,13 @@ def summary(result: RunResult, ps: PolicySet) -> str:
     for p in sorted(ps.policies, key=lambda p: p.id):
         vals = [result.counts.get((p.id, c), 0) for c, _ in SUMMARY_COLUMNS]
         lines.append(f"{p.id:26s} {p.delivery:11s} " + " ".join(f"{v:>10d}" for v in vals))
+    linked = [x for x in result.linkability if x.matched]
+    if linked:
+        lines.append("")
+        lines += [
+            f"linkable: {x.matched} of {x.series} series of {x.recipient} match {x.other} exactly"
+            for x in linked
+        ]
     if result.quarantined:
         lines.append("")
         lines.append(f"QUARANTINED (failed conformance): {', '.join(result.quarantined)}")

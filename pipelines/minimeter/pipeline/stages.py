@@ -44,7 +44,7 @@ from minimeter.minimise import (
 from minimeter.pipeline.inputs import match_inputs
 from minimeter.pipeline.outputs import atomic_write, deliverable_table, forward_name, write_parquet
 from minimeter.policy.model import Policy
-from minimeter.pseudonym import pseudonym, recipient_key
+from minimeter.pseudonym import offset_key, pseudonym, recipient_key
 from minimeter.readings import DecodedProfile, DecodedSeries
 from minimeter.redact import Redactor
 from minimeter.registry import ConsentRegistry, MeterRegistry
@@ -478,6 +478,9 @@ class _Minimise(beam.DoFn):
             p.id: recipient_key(secret, p.id) for p in self.policies if p.identity == "pseudonym"
         }
         self.audit_key = recipient_key(secret, AUDIT_PSEUDONYMS)
+        self.offsets = {
+            p.id: offset_key(secret, p.id) for p in self.policies if p.rebases_registers
+        }
         self.redact = redactor(self.meters_path)
 
     def process(self, element: tuple[str, Iterable[Any]]) -> Iterator[Any]:
@@ -532,7 +535,12 @@ class _Minimise(beam.DoFn):
                 parts += kept
             if parts:
                 rows, coarse, c, leftover = deliver_meter(
-                    policy, meter, parts, self.keys.get(policy.id), carry_from_us=carry_from
+                    policy,
+                    meter,
+                    parts,
+                    self.keys.get(policy.id),
+                    carry_from_us=carry_from,
+                    offsets=self.offsets.get(policy.id),
                 )
                 counts.update(c)
                 yield from rows

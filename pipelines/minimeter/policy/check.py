@@ -126,6 +126,15 @@ def _against_dpia(p: Policy, ps: PolicySet) -> list[str]:
         out.append(
             f"{p.file}: retention: {p.retention} differs from {entry.retention} in {dpia.file}"
         )
+    if (
+        p.registers == "absolute"
+        and p.identity != "metering-point"
+        and entry.registers != "absolute"
+    ):
+        out.append(
+            f"{p.file}: registers: absolute registers link pseudonymised datasets; "
+            f"{dpia.file} must say registers: absolute for {p.id}"
+        )
     if entry.legal_basis != p.legal_basis:
         out.append(
             f"{p.file}: legal_basis: Art. {p.legal_basis} differs from Art. {entry.legal_basis} in {dpia.file}"

@@ -316,6 +316,7 @@ def _policy(reader: _Reader, path: Path) -> Policy | None:
         description=doc.get("description", "").strip(),
         file=name,
         calendar=doc.get("calendar", "local"),
+        registers=doc.get("registers", "rebased"),
     )
 
 
@@ -373,7 +374,11 @@ def _dpia(reader: _Reader, path: Path) -> Dpia | None:
         if retention is not None:
             recipients.append(
                 DpiaRecipient(
-                    r["id"], r["legal_basis"], retention, r.get("justification", "").strip()
+                    r["id"],
+                    r["legal_basis"],
+                    retention,
+                    r.get("justification", "").strip(),
+                    r.get("registers", "rebased"),
                 )
             )
     risks = tuple(

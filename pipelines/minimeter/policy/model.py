@@ -81,9 +81,21 @@ class Policy:
     calendar: str = "local"
     """``local``: days and months are civil days and months of ``timezone``; ``utc``: the
     policy's explicit opt-out, UTC days and months."""
+    registers: str = "rebased"
+    """``rebased``: cumulative registers reach a pseudonymised recipient shifted by a secret
+    offset per recipient, meter and OBIS code; ``absolute`` where its DPIA record allows."""
     timezone: str = "UTC"
     """The IANA zone of the recipient's calendar: its jurisdiction baseline's ``timezone``
     (``UTC`` with ``calendar: utc``). Intervals shorter than a day stay on the UTC grid."""
+
+    @property
+    def rebases_registers(self) -> bool:
+        """Whether delivered cumulative registers are rebased (pseudonymised rows only)."""
+        return (
+            self.registers == "rebased"
+            and self.identity != "metering-point"
+            and self.delivery == "parquet"
+        )
 
     def allows_obis(self, code: str) -> bool:
         return any(s.matches(code) for s in self.obis)
@@ -167,6 +179,7 @@ class DpiaRecipient:
     legal_basis: str
     retention: Duration
     justification: str
+    registers: str = "rebased"
 
 
 @dataclass(frozen=True)
