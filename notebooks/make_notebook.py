@@ -97,15 +97,21 @@ cells = [
         "ax.set_title(f\"{rid}: {one['obis'].iloc[0]}\")\nfig.autofmt_xdate()"
     ),
     nbf.v4.new_markdown_cell(
-        "## 8. The manifests match the files\nEach recipient's `manifest.json` lists files with SHA-256; its "
-        "detached CMS signature (`manifest.json.p7s`) verifies with `openssl cms -verify`."
+        "## 8. The manifests verify\nEvery recipient's run tree carries a `manifest.json` (files, "
+        "SHA-256, rows) with a detached CMS signature by the pseudonymiser, and each recipient an "
+        "`index.json` of its runs. `minimeter verify` checks the signatures against the "
+        "pseudonymiser's root, every hash and row count, and missing or extra files (the same "
+        "signature check as `openssl cms -verify -binary -inform DER -purpose any -CAfile "
+        "pseudonymiser-root.pem -in manifest.json.p7s -content manifest.json`)."
     ),
     nbf.v4.new_code_cell(
-        "checked = 0\nfor manifest in sorted(OUT.glob(f'*/runs/{run_id}/manifest.json')):\n"
-        "    doc = json.loads(manifest.read_text())\n"
-        "    for f in doc['files']:\n"
-        "        assert hashlib.sha256((manifest.parent / f['path']).read_bytes()).hexdigest() == f['sha256']\n"
-        "        checked += 1\nchecked"
+        "import re, subprocess, sys\n"
+        "PKI = Path(os.environ.get('MINIMETER_PKI', OUT.parent / 'fleet' / 'pki'))\n"
+        "proc = subprocess.run([sys.executable, '-m', 'minimeter', 'verify', str(OUT), "
+        "'--trust-anchor', str(PKI / 'pseudonymiser-root.pem')], capture_output=True, text=True)\n"
+        "print(proc.stdout or proc.stderr)\n"
+        "assert proc.returncode == 0\n"
+        "checked = int(re.search(r'(\\d+) files', proc.stdout).group(1))\nchecked"
     ),
 ]
 nb = nbf.v4.new_notebook(

@@ -221,28 +221,42 @@ def test_a_recipient_verifies_its_own_folder_alone(
     assert proc.returncode == 0 and "1 run(s)" in proc.stdout
 
 
+@pytest.fixture(scope="module")
+def first_day(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An output holding run d1 (the first day): what every kill test starts from."""
+    out = tmp_path_factory.mktemp("first-day")
+    proc = day_run(synth_dir, out, DAYS[0], "d1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_days(synth_dir: Path, first_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """d1 then d2, neither killed: what a killed and re-run d2 must end up as."""
+    out = tmp_path_factory.mktemp("two-days") / "out"
+    shutil.copytree(first_day, out)
+    proc = day_run(synth_dir, out, DAYS[1], "d2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
 @pytest.mark.parametrize("point", ["after-job", "before-commit", "after-commit", "mid-publish"])
 def test_a_killed_run_shows_nothing_unverified_and_a_rerun_publishes(
-    synth_dir: Path, tmp_path: Path, point: str
+    synth_dir: Path, first_day: Path, two_days: Path, tmp_path: Path, point: str
 ) -> None:
     out = tmp_path / "out"
-    first = day_run(synth_dir, out, DAYS[0], "d1")
-    assert first.returncode == 0, first.stderr[-2000:]
+    shutil.copytree(first_day, out)
     before = visible_files(out)
     killed = day_run(synth_dir, out, DAYS[1], "d2", env={"MINIMETER_CRASH_AT": point})
     assert killed.returncode == -signal.SIGKILL
-    visible = visible_files(out)
     if point in ("after-job", "before-commit", "after-commit"):
-        assert visible == before  # nothing of d2 is visible
+        assert visible_files(out) == before  # nothing of d2 is visible
     assert verify(synth_dir, out).returncode == 0  # what is visible verifies
     again = day_run(synth_dir, out, DAYS[1], "d2")
     assert again.returncode == 0, again.stderr[-2000:]
     assert not (out / "_staging").exists() and not (out / "_lock").exists()
     assert verify(synth_dir, out).returncode == 0
-    clean = tmp_path / "clean"
-    for n, day in enumerate(DAYS[:2], 1):
-        assert day_run(synth_dir, clean, day, f"d{n}").returncode == 0
-    assert all_rows(out) == all_rows(clean)
+    assert all_rows(out) == all_rows(two_days)
 
 
 def test_a_second_concurrent_run_fails_at_once_and_the_first_is_unharmed(

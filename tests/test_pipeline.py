@@ -71,9 +71,12 @@ def meters(fleet: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def truth(fleet: Path) -> pd.DataFrame:
-    """Readings of the messages the hub can open (forwarded ones stay encrypted to others)."""
+    """Valid readings of the messages the hub can open (forwarded ones stay encrypted to
+    others; readings the gateway marked invalid or not present, PPC status 4 and 3, are never
+    delivered and complete no interval)."""
     messages = pd.read_csv(fleet / "truth" / "messages.csv")
     readings = pd.read_parquet(fleet / "truth" / "readings.parquet")
+    readings = readings[readings["status"] == 0]
     return readings[readings["message"].isin(messages[messages.route == "hub"]["message"])]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -351,10 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
     cf = commands.add_parser("conformance", help="re-check a run's outputs against its policies")
     cf.add_argument("out", metavar="OUT")
     cf.add_argument("--run-id", required=True, metavar="ID")
-    cf.add_argument("--policies", required=True, metavar="DIR")
+    cf.add_argument("--policies", default=None, metavar="DIR")
+    cf.add_argument(
+        "--policies-as-of-run",
+        action="store_true",
+        help="check against the policy files the audit recorded for the run",
+    )
     cf.add_argument("--meters", required=True, metavar="FILE")
     cf.add_argument(
-        "--pki", default=None, metavar="DIR", help="to re-sign the index of a quarantined recipient"
+        "--pki",
+        required=True,
+        metavar="DIR",
+        help="to recompute pseudonyms (scope check) and re-sign a quarantined recipient's index",
     )
     cf.set_defaults(handler=_conformance)
 
@@ -606,16 +615,15 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    import shutil
-
+    """Re-check a published run: its suites (scope included), and every file against its
+    manifest. The results go to ``conformance_checks`` (the run's own results stay as they
+    were); a failing recipient's tree of the run moves to quarantine."""
     import duckdb
 
     from minimeter.layout import OutLayout
-    from minimeter.manifest import Signer, write_index
-    from minimeter.pipeline.audit import write_conformance
-    from minimeter.policy.check import require_valid
-    from minimeter.policy.load import load_policy_set
-    from minimeter.quality import as_of_datetime, check_trees
+    from minimeter.manifest import Signer, manifest_findings, write_index
+    from minimeter.pipeline.audit import record_check
+    from minimeter.quality import ExpectationResult, as_of_datetime, check_trees
 
     out = Path(args.out)
     layout = OutLayout(out)
@@ -624,7 +632,9 @@ def _conformance(args: argparse.Namespace) -> int:
         raise ConfigError(f"{db}: no audit database", "input-unreadable")
     con = duckdb.connect(str(db), read_only=True)
     try:
-        run = con.execute("SELECT as_of FROM runs WHERE run_id = ?", [args.run_id]).fetchall()
+        run = con.execute(
+            "SELECT as_of, policy_hash FROM runs WHERE run_id = ?", [args.run_id]
+        ).fetchall()
         rows = dict(
             con.execute(
                 "SELECT recipient, n FROM counts WHERE run_id = ? AND reason = 'rows-delivered'",
@@ -635,17 +645,32 @@ def _conformance(args: argparse.Namespace) -> int:
         con.close()
     if not run:
         raise ConfigError(f"--run-id: no run {args.run_id!r} in {db}")
-    ps = require_valid(load_policy_set(args.policies))
+    ps = _policies_of_run(args, layout, run[0][1])
     trees = {
         p.id: layout.published(p.id, args.run_id).base
         for p in ps.policies
         if layout.published(p.id, args.run_id).base.is_dir()
     }
+    secret = (Path(args.pki) / "pseudonym-secret.key").read_bytes()
     outcome = check_trees(
-        trees, ps, expected_rows=rows, meters=Path(args.meters), as_of=as_of_datetime(run[0][0])
+        trees,
+        ps,
+        expected_rows=rows,
+        meters=Path(args.meters),
+        as_of=as_of_datetime(run[0][0]),
+        secret=secret,
     )
+    results = list(outcome.results)
+    for rid in sorted(trees):
+        problems = manifest_findings(layout.published(rid, args.run_id))
+        results.append(
+            ExpectationResult(
+                rid, "files_match_manifest", None, not problems, "; ".join(problems) or "all"
+            )
+        )
+    failed = sorted({r.recipient for r in results if not r.success})
     quarantined = {}
-    for rid in outcome.failed:
+    for rid in failed:
         if rid in trees:
             target = layout.quarantine(args.run_id, rid).base
             if target.exists():
@@ -653,21 +678,49 @@ def _conformance(args: argparse.Namespace) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             trees[rid].rename(target)
             quarantined[rid] = target
-    if quarantined and args.pki:
+    if quarantined:
         signer = Signer.from_pki(Path(args.pki))
         for rid in quarantined:
             write_index(layout, rid, signer)
-    write_conformance(out, args.run_id, outcome, quarantined)
-    for r in outcome.results:
+    record_check(out, args.run_id, results, quarantined, at=datetime.now(UTC))
+    for r in results:
         if not r.success:
             print(f"{r.recipient}: {r.expectation} {r.column or ''}: {r.observed}")
-    if outcome.failed:
+    if failed:
         raise ConfigError(
-            f"{', '.join(outcome.failed)} moved to {out / '_quarantine' / args.run_id}",
+            f"{', '.join(failed)} moved to {out / '_quarantine' / args.run_id}",
             "conformance-failed",
         )
-    print(f"conformance: {len(outcome.results)} expectations met for run {args.run_id}")
+    print(f"conformance: {len(results)} expectations met for run {args.run_id}")
     return 0
+
+
+def _policies_of_run(args: argparse.Namespace, layout: Any, run_hash: str) -> Any:
+    """The policy set a run was made with: ``--policies`` when its hash is the run's, or the
+    policy files the audit recorded for the run (``--policies-as-of-run``); otherwise refuse,
+    because checking an old run against today's policies says nothing about it."""
+    import tempfile
+
+    from minimeter.pipeline.audit import extract_policy_files
+    from minimeter.policy.check import require_valid
+    from minimeter.policy.load import load_policy_set
+
+    if getattr(args, "policies_as_of_run", False):
+        scratch = Path(tempfile.mkdtemp(prefix="minimeter-policies-"))
+        extract_policy_files(layout.audit_db, args.run_id, scratch)
+        ps = require_valid(load_policy_set(scratch / "policies"))
+    else:
+        if not args.policies:
+            raise UsageError("--policies DIR or --policies-as-of-run is required")
+        ps = require_valid(load_policy_set(args.policies))
+    if ps.digest != run_hash:
+        raise ConfigError(
+            f"the policy set's hash {ps.digest[:16]} is not run {args.run_id}'s "
+            f"({run_hash[:16]}); use --policies-as-of-run to check it against the policies it "
+            "was made with",
+            "policy-mismatch",
+        )
+    return ps
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -269,6 +270,12 @@ def _verify_tree(
         report("manifest differs from the one the index lists")
     if doc.get("recipient") != recipient or doc.get("run_id") != tree.run_id:
         report("manifest names another recipient or run")
+    return _check_files(tree, doc, report)
+
+
+def _check_files(
+    tree: RecipientTree, doc: dict[str, object], report: Callable[[str], None]
+) -> tuple[int, int]:
     entries = doc.get("files", [])
     assert isinstance(entries, list)
     listed = set()
@@ -299,6 +306,18 @@ def _verify_tree(
         if rel not in listed and rel not in (MANIFEST, SIGNATURE):
             report(f"{rel}: not in the manifest")
     return len(entries), rows
+
+
+def manifest_findings(tree: RecipientTree) -> list[str]:
+    """What in a tree does not match its manifest (hashes, row counts, missing and extra
+    files); the signature is ``verify``'s."""
+    findings: list[str] = []
+    try:
+        doc = json.loads(tree.manifest.read_bytes())
+    except (OSError, ValueError):
+        return ["manifest.json is missing or not JSON"]
+    _check_files(tree, doc, findings.append)
+    return findings
 
 
 def verify(

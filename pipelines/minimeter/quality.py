@@ -90,6 +90,7 @@ def _derived(
     policy: Policy,
     last: dict[tuple[Any, ...], int],
     raw_meters: frozenset[str],
+    in_scope: frozenset[str] | None = None,
 ) -> pd.DataFrame:
     """The data with the derived columns the suite checks. ``last`` carries each series' latest
     time (microseconds) from the batches before, so that the spacing check spans batches; it is
@@ -100,6 +101,10 @@ def _derived(
     df = df.copy()
     if "meter" in df.columns:
         df["_raw_meter_id"] = df["meter"].isin(raw_meters).astype(bool)
+    if in_scope is not None:  # whom the recipient may receive: ids, its pseudonyms, or areas
+        who = "area" if policy.delivery == "aggregate" else "meter"
+        if who in df.columns:
+            df["_in_scope"] = df[who].isin(in_scope).astype(bool)
     ts_us = (df["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
     interval = policy.min_interval.text
     civil = interval in CALENDAR_INTERVALS
@@ -137,7 +142,9 @@ def _key(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(None if pd.isna(v) else v for v in values)
 
 
-def suite_for(policy: Policy, *, expected_rows: int, as_of: datetime) -> list[Any]:
+def suite_for(
+    policy: Policy, *, expected_rows: int, as_of: datetime, scope: bool = False
+) -> list[Any]:
     """The expectations one recipient's output must meet (Great Expectations objects)."""
     gxe: Any = importlib.import_module("great_expectations.expectations")
 
@@ -160,6 +167,9 @@ def suite_for(policy: Policy, *, expected_rows: int, as_of: datetime) -> list[An
         gxe.ExpectColumnValuesToBeBetween(column="_ts_s", min_value=horizon_us(policy, as_of) / US),
         gxe.ExpectColumnValuesToNotBeNull(column="value"),
     ]
+    if scope and (policy.delivery == "aggregate" or policy.identity != "none"):
+        # every meter (or area) in the output is one the recipient is entitled to
+        expectations.append(gxe.ExpectColumnValuesToBeInSet(column="_in_scope", value_set=[True]))
     if policy.delivery == "aggregate":
         assert policy.k_anonymity is not None
         expectations += [
@@ -213,6 +223,7 @@ def check_recipient(
     expected_rows: int,
     raw_meters: list[str],
     as_of: datetime,
+    in_scope: list[str] | None = None,
 ) -> list[ExpectationResult]:
     """The recipient's suite on its output, batch by batch (``read_batches``), merged: an
     expectation holds when it holds on every batch, its unexpected counts add up, and the row
@@ -225,7 +236,10 @@ def check_recipient(
         "all"
     )
     suite = ctx.suites.add(gx.ExpectationSuite(name=f"conformance-{policy.id}"))
-    for expectation in suite_for(policy, expected_rows=expected_rows, as_of=as_of):
+    scope = frozenset(in_scope) if in_scope is not None else None
+    for expectation in suite_for(
+        policy, expected_rows=expected_rows, as_of=as_of, scope=scope is not None
+    ):
         if isinstance(expectation, gxe.ExpectTableRowCountToEqual):
             # per batch only counted; the total is compared with the audit's count below
             expectation = gxe.ExpectTableRowCountToBeBetween(min_value=0)
@@ -237,7 +251,7 @@ def check_recipient(
     last: dict[tuple[Any, ...], int] = {}
     raw = frozenset(raw_meters)
     for df in frames:
-        data = _derived(df, policy, last, raw)
+        data = _derived(df, policy, last, raw, scope)
         result = batch_def.get_batch(batch_parameters={"dataframe": data}).validate(suite)
         if merged is None:
             merged = [_Merged(r.expectation_config) for r in result.results]
@@ -293,6 +307,7 @@ def run_conformance(
     expected_rows: dict[str, int],
     raw_meters: list[str],
     as_of: datetime,
+    in_scope: dict[str, list[str]] | None = None,
 ) -> list[ExpectationResult]:
     """Every non-forward recipient's suite on the Parquet of its tree (``trees``: recipient id
     to its tree of the run; a recipient without a tree has no rows).
@@ -300,7 +315,14 @@ def run_conformance(
     In the conformance worker when ``start_conformance_worker`` started it, else here."""
     policies = sorted((p for p in ps.policies if p.delivery != "cms-forward"), key=lambda p: p.id)
     tasks = [
-        (trees.get(p.id, _NO_TREE), p, expected_rows.get(p.id, 0), raw_meters, as_of)
+        (
+            trees.get(p.id, _NO_TREE),
+            p,
+            expected_rows.get(p.id, 0),
+            raw_meters,
+            as_of,
+            in_scope.get(p.id) if in_scope is not None else None,
+        )
         for p in policies
     ]
     if _WORKER is not None:
@@ -314,14 +336,14 @@ def run_conformance(
     return [r for task in tasks for r in _check_task(task, ctx)]
 
 
-_CheckTask = tuple[Path, Policy, int, list[str], datetime]
+_CheckTask = tuple[Path, Policy, int, list[str], datetime, list[str] | None]
 _NO_TREE = Path("/nonexistent/minimeter-no-tree")
 
 
 def _check_task(task: _CheckTask, ctx: Any = None) -> list[ExpectationResult]:
     """One recipient's suite; in a fresh context unless ``ctx`` is given (a worker serves many
     runs, and a context refuses a second data source of the same name)."""
-    tree, policy, expected, raw_meters, as_of = task
+    tree, policy, expected, raw_meters, as_of, in_scope = task
     return check_recipient(
         ctx if ctx is not None else _context(),
         policy,
@@ -329,6 +351,7 @@ def _check_task(task: _CheckTask, ctx: Any = None) -> list[ExpectationResult]:
         expected_rows=expected,
         raw_meters=raw_meters,
         as_of=as_of,
+        in_scope=in_scope,
     )
 
 
@@ -430,12 +453,42 @@ def check_trees(
     expected_rows: dict[str, int],
     meters: Path,
     as_of: datetime,
+    secret: bytes | None = None,
 ) -> ConformanceOutcome:
-    """Every suite on one run's recipient trees (staged or published). Moving a failing tree
-    out of reach is the caller's (``minimeter.publish``)."""
+    """Every suite on one run's recipient trees (staged or published). With the pseudonym
+    ``secret``, each output is also checked to hold only meters (or areas) in the recipient's
+    scope, pseudonyms recomputed. Moving a failing tree out of reach is the caller's
+    (``minimeter.publish``)."""
     from minimeter.registry import MeterRegistry
 
-    raw = sorted(MeterRegistry.load(meters).meters)
+    registry = MeterRegistry.load(meters)
+    raw = sorted(registry.meters)
+    scope = None if secret is None else entitled(ps, registry, secret)
     return ConformanceOutcome(
-        run_conformance(trees, ps, expected_rows=expected_rows, raw_meters=raw, as_of=as_of)
+        run_conformance(
+            trees, ps, expected_rows=expected_rows, raw_meters=raw, as_of=as_of, in_scope=scope
+        )
     )
+
+
+def entitled(ps: PolicySet, registry: Any, secret: bytes) -> dict[str, list[str]]:
+    """Per recipient, what its output may name: the ids, or its pseudonyms, of the meters in
+    its scope; for aggregates, its areas."""
+    from minimeter.minimise import in_scope
+    from minimeter.pseudonym import pseudonym, recipient_key
+
+    out: dict[str, list[str]] = {}
+    for p in ps.policies:
+        if p.delivery == "aggregate":
+            areas = p.scope.areas or {
+                m.area for m in registry.meters.values() if m.jurisdiction == p.jurisdiction
+            }
+            out[p.id] = sorted(areas)
+            continue
+        scoped = [m for m, info in registry.meters.items() if in_scope(p, info)]
+        if p.identity == "pseudonym":
+            key = recipient_key(secret, p.id)
+            out[p.id] = sorted(pseudonym(key, m) for m in scoped)
+        else:
+            out[p.id] = sorted(scoped)
+    return out

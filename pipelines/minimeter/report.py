@@ -261,7 +261,16 @@ def _write(
         if row is None:
             raise ConfigError(f"{out}: the audit database holds no run")
         run_id = str(row[0])
+    known = con.execute("SELECT policy_hash FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    if not known:
+        raise ConfigError(f"--run-id: no run {run_id!r} in the audit database", "unknown-run")
     ps: PolicySet = load_policy_set(policies)
+    if ps.digest != known[0][0]:
+        raise ConfigError(
+            f"the policy set's hash {ps.digest[:16]} is not run {run_id}'s "
+            f"({str(known[0][0])[:16]}): the report would describe other policies",
+            "policy-mismatch",
+        )
     rid = _q(run_id)
     fig = Figures(con)
     doc = Doc()

@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS manifests (
 CREATE TABLE IF NOT EXISTS conformance (
   run_id VARCHAR, recipient VARCHAR, expectation VARCHAR, "column" VARCHAR, success BOOLEAN, observed VARCHAR);
 CREATE TABLE IF NOT EXISTS quarantine (run_id VARCHAR, recipient VARCHAR, path VARCHAR);
+CREATE TABLE IF NOT EXISTS policy_files (run_id VARCHAR, file VARCHAR, content BLOB);
+CREATE TABLE IF NOT EXISTS conformance_checks (
+  run_id VARCHAR, checked_at TIMESTAMPTZ, recipient VARCHAR, expectation VARCHAR,
+  "column" VARCHAR, success BOOLEAN, observed VARCHAR, quarantined BOOLEAN);
 CREATE TABLE IF NOT EXISTS linkability (
   run_id VARCHAR, recipient VARCHAR, other VARCHAR, series BIGINT, matched BIGINT);
 CREATE TABLE IF NOT EXISTS conflicts (
@@ -52,6 +56,7 @@ TABLES = (
     "quarantine",
     "conflicts",
     "linkability",
+    "policy_files",
 )
 
 
@@ -159,6 +164,11 @@ def write_audit(
             ],
         )
         _insert_conformance(con, cfg.run_id, outcome, quarantined, layout.root)
+        files = policy_files(cfg.policies)
+        con.executemany(
+            "INSERT INTO policy_files VALUES (?, ?, ?)",
+            [[cfg.run_id, name, data] for name, data in files],
+        )
         if linkability:
             con.executemany(
                 "INSERT INTO linkability VALUES (?, ?, ?, ?, ?)",
@@ -212,17 +222,74 @@ def committed_publish_id(db: Path, run_id: str) -> str | None:
     return str(row[0][0]) if row and row[0][0] is not None else None
 
 
-def write_conformance(
-    out: Path, run_id: str, outcome: ConformanceOutcome, quarantined: dict[str, Path]
+def policy_files(policies: Path) -> list[tuple[str, bytes]]:
+    """Every file the policy set of a run was read from (relative to the policies' parent):
+    recorded in the audit, so that a run can be re-checked against its own policies."""
+    from minimeter.policy.load import resolve_dirs
+
+    pdir, ddir = resolve_dirs(policies)
+    found = [
+        (f"policies/{p.relative_to(pdir).as_posix()}", p.read_bytes())
+        for p in sorted(pdir.glob("*/*.yaml"))
+    ]
+    found += [(f"dpia/{p.name}", p.read_bytes()) for p in sorted(ddir.glob("*.yaml"))]
+    return found
+
+
+def extract_policy_files(db: Path, run_id: str, target: Path) -> None:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT file, content FROM policy_files WHERE run_id = ?", [run_id]
+        ).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        from minimeter.errors import ConfigError
+
+        raise ConfigError(f"{db}: no policy files recorded for run {run_id!r}", "unknown-run")
+    for name, content in rows:
+        path = target / name
+        if ".." in Path(name).parts:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(content))
+
+
+def record_check(
+    out: Path,
+    run_id: str,
+    results: list[Any],
+    quarantined: dict[str, Path],
+    *,
+    at: datetime,
 ) -> None:
-    """Replace a run's conformance results (when an auditor re-checks published outputs)."""
+    """An auditor's re-check of a run, added beside (never over) the run's own results."""
     con = duckdb.connect(str(out / "_audit" / "audit.duckdb"))
     try:
         con.execute(SCHEMA)
         con.execute("BEGIN")
-        con.execute("DELETE FROM conformance WHERE run_id = ?", [run_id])
-        con.execute("DELETE FROM quarantine WHERE run_id = ?", [run_id])
-        _insert_conformance(con, run_id, outcome, quarantined, out)
+        con.executemany(
+            "INSERT INTO conformance_checks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [
+                    run_id,
+                    at,
+                    r.recipient,
+                    r.expectation,
+                    r.column,
+                    r.success,
+                    r.observed,
+                    r.recipient in quarantined,
+                ]
+                for r in results
+            ],
+        )
+        if quarantined:
+            con.executemany(
+                "INSERT INTO quarantine VALUES (?, ?, ?)",
+                [[run_id, rid, str(p.relative_to(out))] for rid, p in sorted(quarantined.items())],
+            )
         con.execute("COMMIT")
     finally:
         con.close()

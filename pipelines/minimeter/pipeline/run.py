@@ -333,6 +333,7 @@ def _run_locked(
             ps,
             meters=cfg.meters,
             as_of=as_of,
+            secret=(cfg.pki / "pseudonym-secret.key").read_bytes(),
             expected_rows={
                 rid: n for (rid, reason), n in counts.items() if reason == "rows-delivered"
             },
