@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import engines, job_server, run_job
+
+pytest.register_assert_rewrite("engine_helpers")
+from engine_helpers import engines, job_server, run_job  # noqa: E402
+
+pytest_plugins = ["engine_helpers"]  # the fixtures: fleet, reference, flink, spark
 
 
 def test_session_cluster_runs_a_batch_job(flink: dict[str, str]) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine_helpers import ROOT, engines
+import pytest
+
+pytest.register_assert_rewrite("engine_helpers")
+from engine_helpers import ROOT, engines  # noqa: E402
 
 
 def test_readme_has_the_tested_commands() -> None:

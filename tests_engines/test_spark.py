@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import engines, job_server, run_job
+
+pytest.register_assert_rewrite("engine_helpers")
+from engine_helpers import engines, job_server, run_job  # noqa: E402
+
+pytest_plugins = ["engine_helpers"]  # the fixtures: fleet, reference, flink, spark
 
 
 def test_standalone_cluster_runs_a_job(spark: dict[str, str]) -> None:
