@@ -41,6 +41,7 @@ from minimeter.minimise import (
     implausible,
     select,
 )
+from minimeter.payload import decode_payload
 from minimeter.pipeline.inputs import match_inputs
 from minimeter.pipeline.outputs import atomic_write, deliverable_table, forward_name, write_parquet
 from minimeter.policy.model import Policy
@@ -280,18 +281,6 @@ class SpillPlace:
     def open(self) -> Spill:
         key = spill_key(Path(self.secret).read_bytes(), self.key_id)
         return Spill(Path(self.directory), key)
-
-
-def decode_payload(payload: bytes, *, latest_us: int, max_readings: int) -> DecodedProfile:
-    """The payload decoders' seam (``minimeter.payload``). TEMPORARY: falls back to the K461
-    decoder while the seam is being written."""
-    try:
-        from minimeter.payload import decode_payload as decode
-    except ImportError:
-        from minimeter.payload.k461 import decode_profile
-
-        return decode_profile(payload)
-    return decode(payload, latest_us=latest_us, max_readings=max_readings)
 
 
 @dataclass(frozen=True)
