@@ -165,7 +165,7 @@ SQL
     FLINK_CONF_DIR="$CONF" java "${JAVA_OPTS[@]}" -Dlog.file="$LOGS/flink-sql-client.log" \
         -Dlog4j.configurationFile="file:$CONF/log4j.properties" \
         -cp "$home/lib/*:$home/opt/flink-sql-client-$FLINK_VERSION.jar:$home/opt/flink-python-$FLINK_VERSION.jar:$gateway" \
-        org.apache.flink.table.client.SqlClient embedded -f "$script" </dev/null
+        org.apache.flink.table.client.SqlClient embedded -f "$script" --history "$CACHE/flink-sql-history" </dev/null
 }
 
 env_() {
