@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import zlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -110,6 +111,33 @@ def case(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             at=datetime(START.year, START.month, START.day, tzinfo=UTC) - timedelta(days=1),
         )
     )
+    # f-j) bad numbers, each in one message of meter A (a dead letter each, the rest delivered)
+    text = payload_a.decode()
+
+    def first(pattern: str, new: str) -> bytes:
+        changed, n = re.subn(pattern, new, text, count=1)
+        assert n == 1, pattern
+        return changed.encode()
+
+    bad = {
+        "huge-value": first(r"(?<=long64>)\d+(?=<)", "9" * 401),
+        "huge-status": first(
+            r"(?<=status>)(\s*(?:<(?:\w+:)?unsigned>)?)\d+", lambda m: m.group(1) + str(2**64)
+        ),
+        "year-9999": first(r"(?<=capture_time>)[^<]+", "9999-01-01T00:00:00Z"),
+        "nat": first(r"(?<=capture_time>)[^<]+", "NaTZ"),
+    }
+    for name, data in bad.items():
+        seal(fleet, data, gw_a, extra / f"bad-{name}.cms", work)
+    seal(fleet, zlib.compress(payload_a) + b"trailing garbage", gw_a, extra / "bad-zlib.cms", work)
+    # k) an implausible register: meter C's message rewritten with one register value falling
+    c = hub[~hub.meter.isin([a.meter, b.meter])].iloc[0]
+    payload_c = payload_of(fleet, c.message).decode()
+    values = [m for m in re.finditer(r"(?<=long64>)\d+(?=<)", payload_c)]
+    drop = values[len(values) // 6]  # inside the first column: the total import register
+    falling = payload_c[: drop.start()] + "1" + payload_c[drop.end() :]
+    seal(fleet, falling.encode(), gateway_identity(meters, c.meter, work), fleet / c.message, work)
+    signatures = re.findall(r"smgw_signature>\s*([0-9a-fA-F]{64,})\s*<", text)
     # e) a broken message whose name carries a meter id and a gateway id, glued to letters
     gateway_b = meters.set_index("meter").loc[b.meter, "gateway"]
     broken = extra / f"x{a.meter.lower()}-{gateway_b}y.cms"
@@ -118,7 +146,16 @@ def case(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     # processing time now: OpenSSL signed these messages today
     proc = run_cli(fleet, out, "--no-progress", as_of=date.today().isoformat())
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"fleet": fleet, "out": out, "a": a, "b": b, "broken": broken.name}
+    return {
+        "fleet": fleet,
+        "out": out,
+        "a": a,
+        "b": b,
+        "broken": broken.name,
+        "bad": [*bad, "zlib"],
+        "signatures": signatures,
+        "stdout": proc.stdout,
+    }
 
 
 def dead_letters(out: Path) -> dict[str, str]:
@@ -165,3 +202,34 @@ def test_dead_letter_names_carry_no_meter_or_gateway_id(case: dict[str, object])
     a = case["a"]
     assert a.meter.lower().encode() not in raw.lower()  # type: ignore[union-attr]
     assert case["broken"] not in dead
+
+
+def test_bad_numbers_are_dead_letters_and_the_rest_is_delivered(case: dict[str, object]) -> None:
+    out = case["out"]
+    dead = dead_letters(out)  # type: ignore[arg-type]
+    for name in case["bad"]:  # type: ignore[attr-defined]
+        assert dead[f"extra/bad-{name}.cms"] == "payload-invalid", name
+    assert "[balanced]" in case["stdout"]  # type: ignore[operator]
+    con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)  # type: ignore[operator]
+    implausible = con.execute(
+        "SELECT coalesce(sum(n), 0) FROM counts WHERE reason = 'dropped-implausible'"
+    ).fetchall()[0][0]
+    assert implausible > 0  # the falling register was dropped, its message was not
+    rows = con.execute("SELECT coalesce(sum(n), 0) FROM counts WHERE reason = 'rows-delivered'")
+    assert rows.fetchall()[0][0] > 0
+    for rid in ("de-tso-balancing", "gb-dno-aggregate", "de-dso-hamburg"):
+        df = read_recipient(out, rid)  # type: ignore[arg-type]
+        if len(df):
+            assert df["value"].map(lambda v: v == v and abs(v) < float("inf")).all()
+
+
+def test_no_gateway_signature_reaches_any_written_file(case: dict[str, object]) -> None:
+    signatures = case["signatures"]
+    assert signatures, "the fleet writes real-shape K461 with per-entry signatures"
+    needles = {s.lower() for s in signatures} | {s.upper() for s in signatures}
+    keys = {bytes.fromhex(s[-128:]) for s in signatures}  # the gateway's public key
+    for path in Path(case["out"]).rglob("*"):  # type: ignore[arg-type]
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n.encode() in data for n in needles), path
+            assert not any(k in data for k in keys), path

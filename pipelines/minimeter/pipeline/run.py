@@ -408,28 +408,22 @@ def _run_locked(
     )
 
 
-def _run_job(
+def build_job(
     cfg: RunConfig,
     ps: PolicySet,
-    runner: str,
     staging: Staging,
     layout: OutLayout,
     carried_from: str | None,
-) -> None:
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
+) -> Any:
+    """The whole graph of a run as one composite (``stages.MinimeterJob``): what ``run`` gives
+    every runner, and what the tests build. Only paths and values go in (keys are read in the
+    workers' ``setup()``)."""
     from minimeter.pipeline import stages
     from minimeter.pipeline.inputs import input_base
-    from minimeter.spill import remove_spill
 
-    options = PipelineOptions(list(cfg.beam_args))
-    options.view_as(StandardOptions).runner = runner
     forward_ids = tuple(p.id for p in ps.policies if p.delivery == "cms-forward")
     pki = stages.Pki(str(cfg.pki), forward_ids, tuple(str(c) for c in cfg.all_crls()))
-    base = str(staging.base)
     run_id = cfg.run_id
-    aggregates = frozenset(p.id for p in ps.policies if p.delivery == "aggregate")
     secret = str(cfg.pki / "pseudonym-secret.key")
     spill = stages.SpillPlace(str(staging.work), run_id, secret) if cfg.spill else None
     carry = None
@@ -442,32 +436,61 @@ def _run_job(
             max_age_us=cfg.carry_max_age_days * 86_400 * 1_000_000,
         )
     as_of = datetime(cfg.as_of.year, cfg.as_of.month, cfg.as_of.day, tzinfo=UTC)
+    return stages.MinimeterJob(
+        input=cfg.input,
+        input_base=input_base(cfg.input),
+        pki=pki,
+        policies=ps.policies,
+        policy_hash=ps.digest,
+        meters=str(cfg.meters),
+        consent=str(cfg.consent),
+        secret=secret,
+        as_of=as_of,
+        staging=str(staging.base),
+        run_id=run_id,
+        aggregates=frozenset(p.id for p in ps.policies if p.delivery == "aggregate"),
+        spill=spill,
+        carry=carry,
+        decoding=stages.Decoding(
+            meters=str(cfg.meters),
+            latest_us=int(as_of.timestamp() * 1_000_000) + 86_400 * 1_000_000,
+            max_readings=cfg.max_readings,
+        ),
+        processing_time=processing_time(cfg.as_of),
+        accept_han_export=cfg.accept_han_export,
+        max_power_w=cfg.max_power_w,
+    )
+
+
+class RunnerFailed(MinimeterError):
+    def __init__(self, detail: str) -> None:
+        super().__init__("runner-failed", detail)
+
+
+def _run_job(
+    cfg: RunConfig,
+    ps: PolicySet,
+    runner: str,
+    staging: Staging,
+    layout: OutLayout,
+    carried_from: str | None,
+) -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from minimeter.spill import remove_spill
+
+    options = PipelineOptions(list(cfg.beam_args))
+    options.view_as(StandardOptions).runner = runner
+    job = build_job(cfg, ps, staging, layout, carried_from)
     try:
         with beam.Pipeline(options=options) as pipeline:
-            _ = pipeline | "Minimeter" >> stages.MinimeterJob(
-                input=cfg.input,
-                input_base=input_base(cfg.input),
-                pki=pki,
-                policies=ps.policies,
-                policy_hash=ps.digest,
-                meters=str(cfg.meters),
-                consent=str(cfg.consent),
-                secret=secret,
-                as_of=as_of,
-                staging=base,
-                run_id=run_id,
-                aggregates=aggregates,
-                spill=spill,
-                carry=carry,
-                decoding=stages.Decoding(
-                    meters=str(cfg.meters),
-                    latest_us=int(as_of.timestamp() * 1_000_000) + 86_400 * 1_000_000,
-                    max_readings=cfg.max_readings,
-                ),
-                processing_time=processing_time(cfg.as_of),
-                accept_han_export=cfg.accept_han_export,
-                max_power_w=cfg.max_power_w,
-            )
+            _ = pipeline | "Minimeter" >> job
+    except MinimeterError:
+        raise
+    except Exception as exc:  # the runner's own failure (a job server missing, a worker lost)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+        raise RunnerFailed(f"{runner}: {first}") from None
     finally:  # decoded readings never outlive the job, whatever its outcome
         remove_spill(staging.work)
 
