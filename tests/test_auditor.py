@@ -111,7 +111,7 @@ def test_forbidden_obis_row_is_caught_and_quarantined(run: Path, fleet: Path) ->
     tamper(run, "de-dso-hamburg", add_voltage)
     proc = conformance(fleet, run)
     assert proc.returncode == 4
-    assert proc.stderr.startswith("minimeter: conformance-failed: fr-esco-flex")
+    assert proc.stderr.startswith("minimeter: conformance-failed: de-dso-hamburg")
     assert not (run / "de-dso-hamburg" / "runs" / "a1").exists()
     assert (run / "_quarantine" / "a1" / "de-dso-hamburg" / "data").is_dir()
     failed = {(e, c) for e, c, ok in results(run, "de-dso-hamburg") if not ok}
