@@ -20,10 +20,14 @@ def run_cli(
     run_id: str = "t1",
     policies: Path | None = None,
     as_of: str = "2026-02-01",
+    pattern: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """``minimeter run`` on a synth fleet (every message, or the ``pattern`` given)."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(env or {}),
     }
     return subprocess.run(
         [
@@ -32,7 +36,7 @@ def run_cli(
             "minimeter.cli",
             "run",
             "--input",
-            str(fleet / "messages" / "**" / "*.cms"),
+            pattern or str(fleet / "messages" / "**" / "*.cms"),
             "--policies",
             str(policies or ROOT / "policies"),
             "--pki",

@@ -46,37 +46,8 @@ def day_run(
     fleet: Path, out: Path, day: str, run_id: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """A run over one day's messages (the fleet lays them out as messages/<day>/*.cms)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "minimeter",
-            "run",
-            "--input",
-            str(fleet / "messages" / day / "*.cms"),
-            "--policies",
-            str(ROOT / "policies"),
-            "--pki",
-            str(fleet / "pki"),
-            "--consent",
-            str(fleet / "consent.csv"),
-            "--meters",
-            str(fleet / "meters.csv"),
-            "--out",
-            str(out),
-            "--as-of",
-            "2026-02-01",
-            "--run-id",
-            run_id,
-            "--no-progress",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
+    pattern = str(fleet / "messages" / day / "*.cms")
+    return run_cli(fleet, out, "--no-progress", *extra, run_id=run_id, pattern=pattern, env=env)
 
 
 def verify(fleet: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -49,14 +49,16 @@ def gateway_identity(meters: pd.DataFrame, meter: str, where: Path) -> Identity:
 
 
 def payload_of(fleet: Path, message: str) -> bytes:
+    """The K461 XML of a fleet message (opened with the hub's key, inflated if zlib)."""
     pki = fleet / "pki"
-    return open_message(
+    data = open_message(
         (fleet / message).read_bytes(),
         recipient_key=load_private_key(pki / "hub-key.pem"),
         recipient_cert=load_certificates(pki / "hub-cert.pem")[0],
         trust=TrustStore.from_files([pki / "trust-anchor.pem"], [pki / "intermediates.pem"]),
         at=datetime.now(UTC),
     ).payload
+    return zlib.decompress(data) if data[:1] == b"\x78" else data
 
 
 def seal(fleet: Path, payload: bytes, signer: Identity, out: Path, work: Path) -> None:
