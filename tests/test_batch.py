@@ -168,7 +168,7 @@ def test_verify_finds_tampering_missing_and_extra_files(
 ) -> None:
     copy = tmp_path / "out"
     shutil.copytree(daily, copy)
-    tree = copy / "fr-enedis-daily" / "runs" / "d2"
+    tree = copy / "de-dso-hamburg" / "runs" / "d2"
     data = sorted(tree.glob("data/*/*.parquet"))
     data[0].write_bytes(data[0].read_bytes()[:-8] + b"\0" * 8)
     (tree / "data" / "extra.parquet").write_bytes(b"x")
