@@ -101,10 +101,11 @@ def test_fleet_covers_a_calendar_month_and_the_dst_change(demo: tuple[Path, int,
     assert EU_DST_START_2026 == date(2026, 3, 29)  # the last Sunday of March 2026
     assert days[0] <= EU_DST_START_2026 <= days[-1]
     assert len(days) == (days[-1] - days[0]).days + 1, "the fleet has gaps"
-    first_of_month = days[0].replace(day=1)
+    first_of_month = (days[0] + timedelta(days=1)).replace(day=1)  # March, from 28 February
     month_days = {
         first_of_month + timedelta(days=i)
         for i in range(40)
         if (first_of_month + timedelta(days=i)).month == first_of_month.month
     }
     assert month_days <= set(days), "the fleet does not cover a whole calendar month"
+    assert days[0] < first_of_month  # the local month starts the evening before, in UTC

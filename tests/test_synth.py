@@ -34,8 +34,9 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def parse_k461(xml: bytes) -> list[tuple[str, str, str, int, int, int]]:
-    """An independent reading of the XML: (meter, obis hex, time, long64, scaler, unit)."""
+def parse_k461(xml: bytes) -> list[tuple[str, str, str, int, int, int, int]]:
+    """An independent reading of the XML: (meter, obis hex, time as sent, long64, scaler, unit,
+    status), the status bare or wrapped in ``<unsigned>``."""
     root = ET.fromstring(xml)
     names = {
         co.get("id"): co.findtext("e:logical_name", namespaces=NS)
@@ -45,6 +46,9 @@ def parse_k461(xml: bytes) -> list[tuple[str, str, str, int, int, int]]:
     for column in root.findall("p:attributes/p:buffer/p:simple_data/p:column", NS):
         obis_hex, meter, _ = names[column.get("id")].split(".")
         for e in column.findall("p:entry_gateway_signed", NS):
+            status = e.find("e:status", NS)
+            assert status is not None
+            wrapped = status.find("e:unsigned", NS)
             out.append(
                 (
                     meter,
@@ -53,6 +57,7 @@ def parse_k461(xml: bytes) -> list[tuple[str, str, str, int, int, int]]:
                     int(e.findtext("e:value/e:long64", namespaces=NS)),
                     int(e.findtext("e:scaler", namespaces=NS)),
                     int(e.findtext("e:unit", namespaces=NS)),
+                    int((wrapped if wrapped is not None else status).text or ""),
                 )
             )
     return out
@@ -70,6 +75,7 @@ def test_files_and_columns(synth_dir: Path) -> None:
         "supplier",
         "customer_type",
         "annual_kwh",
+        "gateway",
     ]
     assert len(meters) == 14
     import re
@@ -82,6 +88,7 @@ def test_files_and_columns(synth_dir: Path) -> None:
     assert all(f["category"] == FAULTS[f["fault"]][0] for f in faults)
     truth = pd.read_parquet(synth_dir / "truth" / "readings.parquet")
     assert list(truth.columns)[:5] == ["meter", "obis", "capture_time", "value", "unit"]
+    assert {"captured_at", "status"} <= set(truth.columns)
     assert (
         str(truth["capture_time"].dtype).startswith("datetime64")
         and truth["capture_time"].dt.tz is not None
@@ -116,13 +123,15 @@ def test_every_good_message_verifies_and_decrypts_with_openssl(
         expected = truth[truth["message"] == m["message"]]
         assert len(parsed) == len(expected) == int(m["readings"])
         got = sorted(
-            (meter, t, v * 10.0**s if s >= 0 else v / 10 ** (-s)) for meter, _, t, v, s, _ in parsed
+            (meter.upper(), t, v * 10.0**s if s >= 0 else v / 10 ** (-s), status)
+            for meter, _, t, v, s, _, status in parsed
         )
         want = sorted(
             zip(
                 expected["meter"],
-                expected["capture_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                expected["captured_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 expected["value"],
+                expected["status"],
                 strict=True,
             )
         )
@@ -180,11 +189,16 @@ def test_load_shapes_are_sane(synth_dir: Path) -> None:
             assert (g["value"].diff().dropna() >= 0).all(), (meter, obis)
     wide = truth.pivot_table(index=["meter", "capture_time"], columns="obis", values="value")
     assert (wide["1-0:1.8.0"] == wide["1-0:1.8.1"] + wide["1-0:1.8.2"]).all()
-    # the interval quantity is exactly the register's increase
-    for _meter, g in wide.groupby(level=0):
+    # the interval quantity is exactly the register's increase (between two valid readings: a
+    # status-3 placeholder repeats the previous value of every column)
+    valid = truth.pivot_table(index=["meter", "capture_time"], values="status", aggfunc="max")
+    for meter, g in wide.groupby(level=0):
         g = g.droplevel(0).sort_index()
+        ok = valid.loc[meter]["status"].reindex(g.index) == 0
         steps = g["1-0:1.8.0"].diff().dropna()
-        contiguous = g.index.to_series().diff().dropna() == pd.Timedelta(minutes=15)
+        contiguous = (g.index.to_series().diff().dropna() == pd.Timedelta(minutes=15)) & (
+            ok[1:] & ok.shift(1)[1:].astype(bool)
+        )
         assert (steps[contiguous] == g["1-0:1.29.0"][1:][contiguous]).all()
     daily = (
         truth[truth["obis"] == "1-0:1.29.0"]
@@ -266,3 +280,70 @@ def test_cli_rejects_bad_options(tmp_path: Path, bad: list[str]) -> None:
     )
     assert proc.returncode == 2  # usage or configuration
     assert proc.stderr.decode().count("\n") == 1 and proc.stderr.decode().startswith("minimeter: ")
+
+
+def test_real_style_features(synth_dir: Path, tmp_path: Path) -> None:
+    """The payloads look as real gateways write them (gateway-data-real.md 1), the truth says
+    how: late capture times, statuses 3 and 4, a placeholder repeating the previous value."""
+    truth = pd.read_parquet(synth_dir / "truth" / "readings.parquet")
+    late = (truth["captured_at"] - truth["capture_time"]).dt.total_seconds()
+    assert late.between(0, 5).all() and late.nunique() == 6
+    assert (truth["capture_time"].dt.second == 0).all()
+    counts = truth.drop_duplicates(["meter", "capture_time"])["status"].value_counts()
+    assert set(counts.index) == {0, 3, 4} and 0 < counts[3] < 0.02 * len(truth)
+    for _, g in truth[truth["obis"] == "1-0:1.8.0"].sort_values("capture_time").groupby("meter"):
+        values = g["value"].to_numpy()
+        at = (g["status"].to_numpy() == 3).nonzero()[0]
+        assert (at > 0).all() and (values[at] == values[at - 1]).all()
+
+    pki = synth_dir / "pki"
+    hub = Identity(pki / "hub-key.pem", pki / "hub-cert.pem")
+    meters = {m["meter"] for m in rows(synth_dir / "meters.csv")}
+    one = next(m for m in rows(synth_dir / "truth" / "messages.csv") if m["route"] == "hub")
+    env = tmp_path / "env.der"
+    env.write_bytes(
+        wrap_content_info(
+            verify(synth_dir / one["message"], pki / "trust-anchor.pem"), AUTH_ENVELOPED
+        )
+    )
+    plain = decrypt(env, hub)
+    if one["zlib"] == "1":
+        plain = zlib.decompress(plain)
+    text = plain.decode()
+    assert "<ns2:status>\n" in text and "<ns2:class_id>32822</ns2:class_id>" in text
+    assert one["meter"] in meters and f".{one['meter'].lower()}.sm<" in text
+    assert one["meter"] not in text  # upper-case only in meters.csv
+    root = ET.fromstring(plain)
+    column = root.find("p:attributes/p:buffer/p:simple_data/p:column", NS)
+    assert column is not None
+    times = [e.findtext("e:capture_time", namespaces=NS) for e in column]
+    assert times == sorted(times, reverse=True)  # newest first
+    signatures = {e.findtext("e:smgw_signature", namespaces=NS) for e in column}
+    assert len(signatures) == len(times) and all(len(s or "") == 256 for s in signatures)
+    assert len({(s or "")[128:] for s in signatures}) == 1  # the gateway's 64 bytes
+
+
+def test_simple_style_keeps_the_old_shape(tmp_path: Path) -> None:
+    import numpy as np
+
+    from minimeter.payload.k461 import encode_profile
+    from minimeter.synth.fleet import make_fleet
+    from minimeter.synth.generate import _meter_days
+
+    cfg = SynthConfig(out=tmp_path, meters=1, days=1, k461_style="simple")
+    (meter,) = make_fleet(1, np.random.default_rng(1))
+    ((_, series),) = _meter_days(cfg, meter, np.random.default_rng(1))
+    assert all(s.statuses is None and s.sent_times is None for s in series)
+    real = SynthConfig(out=tmp_path, meters=1, days=1)
+    ((_, real_series),) = _meter_days(real, meter, np.random.default_rng(1))
+    for simple, real_one in zip(series, real_series, strict=True):  # the same values
+        assert real_one.capture_times == simple.capture_times
+        kept = [k for k, st in enumerate(real_one.statuses or []) if st != 3]
+        assert [real_one.values[k] for k in kept] == [simple.values[k] for k in kept]
+    xml = encode_profile(meter.meter, series[:1]).decode()
+    assert xml.startswith(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ns1:object xmlns:ns1="urn:k461-dke-de:'
+        'profile_generic-1" xmlns:ns2="urn:k461-dke-de:extension-1" class_id="7">\n'
+        f"<ns1:logical_name>0100630100ff.{meter.meter}.sm</ns1:logical_name>\n"
+    )
+    assert "<ns2:status>0</ns2:status></ns1:entry_gateway_signed>\n" in xml

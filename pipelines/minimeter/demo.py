@@ -2,14 +2,16 @@
 
 The defaults show every shipped recipient receiving data, whatever day the demo runs:
 
-* the fleet covers the whole of March 2026, so the monthly recipients (``min_interval: P1M``)
-  get a complete month, and the European change to summer time (29 March 2026);
+* the fleet covers the whole of March 2026 in local time, so the monthly recipients
+  (``min_interval: P1M``, civil months of Paris and Amsterdam) get a complete month, and the
+  European change to summer time (29 March 2026);
 * the job's as-of date is derived from the fleet (the day after its last day), never today's
   date, so retention horizons (P1Y, P2Y, P3Y) keep the fleet's readings in any year.
 
 Synth lays out a day's message as the captures (day 00:00, day+1 00:00] UTC, the intervals of
 ``minimise.interval_bounds`` are (start, end], and ``coarsen`` delivers complete intervals only:
-the March interval (1 March 00:00, 1 April 00:00] is the 31 day messages 1-31 March.
+local March (28 February 23:00, 31 March 22:00] UTC in Paris and Amsterdam needs the day
+messages of 28 February to 31 March.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from minimeter.pipeline.run import RunConfig, main_run
 from minimeter.policy.load import default_policies_dir
 from minimeter.synth.generate import SynthConfig, synthesize
 
-DEMO_START = date(2026, 3, 1)
-"""First day of the demo fleet."""
-DEMO_DAYS = 31
-"""All of March 2026: one complete calendar month."""
+DEMO_START = date(2026, 2, 28)
+"""First day of the demo fleet (the evening of 28 February UTC is already March in CET)."""
+DEMO_DAYS = 32
+"""All of March 2026 in local time: one complete civil month."""
 DEMO_METERS = 24
 """Small enough for ``make demo`` to stay well under a minute on two cores (the message count,
 meters x days, is what costs)."""

@@ -1,16 +1,28 @@
-"""DKE K461 ``profile_generic`` XML, as SMGWs put it inside their CMS messages.
+"""DKE K461 ``profile_generic`` XML, as Smart Meter Gateways put it inside their messages.
 
-Shape (formats.md 1.8): ``ns1:object class_id="7"``; ``attributes/capture_objects/capture_object``
-whose ``logical_name`` is the 12-hex OBIS code + ``.`` + meter id + ``.sm``; and
-``attributes/buffer/simple_data/column`` (one per capture object, same ``id``) of
-``entry_gateway_signed`` entries with ``capture_time`` (UTC, ``Z``), ``value/long64``, ``scaler``,
-``unit`` (DLMS unit code) and ``status``.
+The shape (formats.md 1.8; gateway-data-real.md 1 for what real gateways write): a root
+``object`` with ``class_id="7"`` (COSEM Profile Generic) in namespace
+``urn:k461-dke-de:profile_generic-1`` (``p``), fields in ``urn:k461-dke-de:extension-1``
+(``e``); only the namespace URIs count, never the prefixes. ``attributes/capture_objects`` holds
+one ``capture_object`` per column whose ``e:logical_name`` is the 12-hex OBIS code + ``.`` +
+meter id + ``.sm`` (any ``class_id``: 32822 real, 3 old; other children ignored);
+``attributes/buffer/simple_data/column`` (same ``id``) holds ``entry_gateway_signed`` entries,
+in any order (real gateways: newest first), each with ``value/long64``, ``scaler``, ``unit``
+(DLMS unit code), ``status`` (a bare integer, ``<unsigned>`` or ``<octet-string>``: see
+``minimeter.payload.status``), ``capture_time`` (UTC, ``Z``) and, from real gateways, an
+``smgw_signature`` that is never read. The profile's own ``logical_name`` sits at the root
+(old shape) or under ``attributes`` (real). ``id`` and ``count`` attributes are ignored.
+
+Two styles are written for synth and tests: ``simple`` (the old shape, exactly) and ``real``
+(as PPC gateways write it: wrapped status, class 32822, newest first, pretty-printed,
+per-entry signatures).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-import zlib
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +31,33 @@ from typing import Any
 import numpy as np
 from lxml import etree
 
-from minimeter.errors import MinimeterError, PayloadError
+from minimeter.errors import MinimeterError, PayloadError, PayloadUnsupported
 from minimeter.obis import DLMS_UNITS, obis_from_hex, obis_to_hex, scale
-from minimeter.readings import DecodedProfile, DecodedSeries, ReadingStatus
+from minimeter.payload.base import (
+    EARLIEST_US,
+    FAR_FUTURE_US,
+    MAX_READINGS,
+    MAX_XML_BYTES,
+    depth_ok,
+    inflate_if_zlib,
+    parse_xml,
+    xml_root,
+)
+from minimeter.payload.registry import PayloadDecoder, register_decoder
+from minimeter.payload.status import fnn_status, ppc_status
+from minimeter.payload.timing import attribute, detect_periods
+from minimeter.readings import DELIVERABLE, DecodedProfile, DecodedSeries
 
 NS_PROFILE = "urn:k461-dke-de:profile_generic-1"
 NS_EXTENSION = "urn:k461-dke-de:extension-1"
+K461_NAMESPACE_PREFIX = "urn:k461-dke-de:"
+NS = {"p": NS_PROFILE, "e": NS_EXTENSION}
+
+STYLES = ("simple", "real")
+REAL_PROFILE_HEX = "01005e31803c"
+"""The profile OBIS of a PPC gateway's 15-minute load profile (1-0:94.49.128*60)."""
+
+# --- encoding (synth, tests) --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -35,8 +68,13 @@ class Series:
     scaler: int
     dlms_unit: int
     capture_times: Sequence[datetime]
+    """The period ends (the grid)."""
     values: Sequence[int]
     statuses: Sequence[int] | None = None
+    """Raw statuses: PPC integers, or for ``status_form="octet-string"`` the 8 bytes of the
+    FNN word as a little-endian integer (default: all 0)."""
+    sent_times: Sequence[datetime] | None = None
+    """The capture times as the gateway writes them (default: ``capture_times``)."""
 
 
 def _time(t: datetime) -> str:
@@ -44,10 +82,39 @@ def _time(t: datetime) -> str:
 
 
 def encode_profile(
-    meter: str, series: Iterable[Series], *, profile_obis: str = "1-0:99.1.0"
+    meter: str,
+    series: Iterable[Series],
+    *,
+    profile_obis: str = "1-0:99.1.0",
+    style: str = "simple",
+    gateway_key: bytes | None = None,
+    status_form: str = "unsigned",
 ) -> bytes:
-    """The K461 XML document for one meter's profile (UTF-8 bytes)."""
-    series = list(series)
+    """The K461 XML document for one meter's profile (UTF-8 bytes).
+
+    ``style="simple"`` writes the old shape exactly (profile ``logical_name`` at the root,
+    ``class_id`` 3, oldest first, bare status, one entry a line). ``style="real"`` writes what
+    PPC gateways write: the profile name (``01005e31803c``) as root ``id`` and under
+    ``attributes``, ``class_id`` 32822 with ``class_version``, ``attr_reference`` and
+    ``index_reference``, entries newest first, pretty-printed, the status wrapped
+    (``<unsigned>``, or ``<octet-string>`` with ``status_form="octet-string"``), and a per-entry
+    ``smgw_signature``: 64 bytes that look random (derived from ``gateway_key`` and the entry)
+    followed by the 64 bytes of ``gateway_key`` (the gateway's public key, stable per gateway;
+    default: derived from the meter id).
+    """
+    if style == "simple":
+        return _encode_simple(meter, list(series), profile_obis)
+    if style != "real":
+        raise ValueError(f"unknown K461 style {style!r} (one of {', '.join(STYLES)})")
+    if status_form not in ("unsigned", "octet-string"):
+        raise ValueError(f"unknown status form {status_form!r}")
+    key = gateway_key if gateway_key is not None else hashlib.sha512(meter.encode()).digest()
+    if len(key) != 64:
+        raise ValueError("gateway_key must be 64 bytes")
+    return _encode_real(meter, list(series), key, status_form)
+
+
+def _encode_simple(meter: str, series: list[Series], profile_obis: str) -> bytes:
     out: list[str] = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
         f'<ns1:object xmlns:ns1="{NS_PROFILE}" xmlns:ns2="{NS_EXTENSION}" class_id="7">\n',
@@ -64,199 +131,515 @@ def encode_profile(
     for i, s in enumerate(series, start=1):
         out.append(f'<ns1:column id="{i}">\n')
         statuses = s.statuses or [0] * len(s.values)
+        times = s.sent_times or s.capture_times
         tail = f"</ns2:long64></ns2:value><ns2:scaler>{s.scaler}</ns2:scaler><ns2:unit>{s.dlms_unit}</ns2:unit><ns2:status>"
         out.extend(
             f"<ns1:entry_gateway_signed><ns2:capture_time>{_time(t)}</ns2:capture_time>"
             f"<ns2:value><ns2:long64>{v}{tail}{st}</ns2:status></ns1:entry_gateway_signed>\n"
-            for t, v, st in zip(s.capture_times, s.values, statuses, strict=True)
+            for t, v, st in zip(times, s.values, statuses, strict=True)
         )
         out.append("</ns1:column>\n")
     out.append("</ns1:simple_data>\n</ns1:buffer>\n</ns1:attributes>\n</ns1:object>\n")
     return "".join(out).encode()
 
 
-# --- decoding ---------------------------------------------------------------------------------
-
-MAX_XML_BYTES = 32 * 1024 * 1024
-MAX_DEPTH = 12
-_ZLIB_CMF = 0x78
-
-
-def inflate_if_zlib(payload: bytes, *, limit: int = MAX_XML_BYTES) -> bytes:
-    """Inflate a zlib stream (RFC 1950 header detected), refusing to grow beyond ``limit``."""
-    if len(payload) < 2 or payload[0] != _ZLIB_CMF or (payload[0] * 256 + payload[1]) % 31:
-        return payload
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(payload, limit + 1)
-    except zlib.error:
-        raise PayloadError("zlib stream is corrupt") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadError(f"inflated payload exceeds {limit} bytes")
-    if not inflater.eof:
-        raise PayloadError("zlib stream is truncated")
-    return out
-
-
-_FORBIDDEN = re.compile(rb"<!(?i:doctype|entity)")
-
-
-def _parse_xml(xml: bytes) -> Any:
-    """Well-formed XML without a DTD, entity declarations or external references.
-
-    The document is read as UTF-8 (no NUL bytes, so no UTF-16 that could hide markup from the byte
-    check); a DOCTYPE or ENTITY declaration anywhere refuses it; only then does libxml2 (lxml)
-    build the tree, with entity resolution, DTD loading and network access off and its default
-    limits on depth and text size. Without a DTD every entity reference except the five
-    predefined ones is an error, so nothing can expand. Comments and processing instructions are
-    dropped, as ElementTree does.
-    """
-    if b"\0" in xml:
-        raise PayloadError("XML refused (not an ASCII-compatible encoding)")
-    if _FORBIDDEN.search(xml):
-        raise PayloadError("XML refused (DTD or entity declaration)")
-    parser = etree.XMLParser(  # one per document: lxml parsers are not shared between threads
-        # The encoding is forced to UTF-8, whatever the document declares: a declared codec such as
-        # UTF-7 could otherwise smuggle markup past the byte check above.
-        encoding="utf-8",
-        resolve_entities=False,
-        load_dtd=False,
-        no_network=True,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
+def _encode_real(meter: str, series: list[Series], key: bytes, status_form: str) -> bytes:
+    """One element a line, indented by a tab a level (real exports are pretty-printed)."""
+    name = f"{REAL_PROFILE_HEX}.{meter}.sm"
+    public = key.hex()
+    i2, i3, i4, i5, i6, i7 = ("\t" * k for k in range(2, 8))
+    out: list[str] = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        f'<ns1:object xmlns:ns1="{NS_PROFILE}" xmlns:ns2="{NS_EXTENSION}" '
+        f'class_id="7" class_version="1" id="{name}">\n',
+        '\t<ns1:attributes count="3">\n',
+        f'{i2}<ns2:logical_name id="1">{name}</ns2:logical_name>\n',
+        f'{i2}<ns1:capture_objects id="2" count="{len(series)}">\n',
+    ]
+    for c, s in enumerate(series, start=1):
+        out.append(
+            f'{i3}<ns1:capture_object id="{c}">\n'
+            f"{i4}<ns2:logical_name>{obis_to_hex(s.obis)}.{meter}.sm</ns2:logical_name>\n"
+            f"{i4}<ns2:class_id>32822</ns2:class_id>\n"
+            f"{i4}<ns2:class_version>0</ns2:class_version>\n"
+            f"{i4}<ns2:attr_reference>2</ns2:attr_reference>\n"
+            f"{i4}<ns2:index_reference>0</ns2:index_reference>\n"
+            f"{i3}</ns1:capture_object>\n"
+        )
+    out.append(
+        f'{i2}</ns1:capture_objects>\n{i2}<ns1:buffer id="3">\n'
+        f'{i3}<ns1:simple_data count="{len(series)}">\n'
     )
-    try:
-        root = etree.fromstring(xml, parser)
-    except etree.XMLSyntaxError as exc:
-        raise PayloadError(f"not well-formed XML (line {exc.lineno})") from None
-    except (LookupError, UnicodeError, ValueError):
-        raise PayloadError("not well-formed XML (encoding)") from None
-    if root is None:
-        raise PayloadError("not well-formed XML (no root element)")
-    return root
+    for c, s in enumerate(series, start=1):
+        n = len(s.values)
+        statuses = list(s.statuses) if s.statuses else [0] * n
+        times = list(s.sent_times or s.capture_times)
+        out.append(f'{i4}<ns1:column id="{c}" count="{n}">\n')
+        head = hashlib.blake2b(key=key[:32], digest_size=32, person=b"k461-entry")
+        for k in range(n - 1, -1, -1):  # newest first, id 1 = the latest reading
+            t = _time(times[k])
+            st = statuses[k]
+            status = (
+                f"<ns2:unsigned>{st}</ns2:unsigned>"
+                if status_form == "unsigned"
+                else f"<ns2:octet-string>{st.to_bytes(8, 'little').hex().upper()}</ns2:octet-string>"
+            )
+            h = head.copy()
+            h.update(f"{s.obis}|{t}|{s.values[k]}|{st}".encode())
+            first = h.digest()  # 64 bytes that look random, then the gateway's 64
+            signature = first.hex() + hashlib.sha256(first).hexdigest() + public
+            out.append(
+                f'{i5}<ns1:entry_gateway_signed id="{n - k}">\n'
+                f"{i6}<ns2:value>\n{i7}<ns2:long64>{s.values[k]}</ns2:long64>\n{i6}</ns2:value>\n"
+                f"{i6}<ns2:scaler>{s.scaler}</ns2:scaler>\n"
+                f"{i6}<ns2:unit>{s.dlms_unit}</ns2:unit>\n"
+                f"{i6}<ns2:status>\n{i7}{status}\n{i6}</ns2:status>\n"
+                f"{i6}<ns2:capture_time>{t}</ns2:capture_time>\n"
+                f"{i6}<ns2:smgw_signature>{signature}</ns2:smgw_signature>\n"
+                f"{i5}</ns1:entry_gateway_signed>\n"
+            )
+        out.append(f"{i4}</ns1:column>\n")
+    out.append(f"{i3}</ns1:simple_data>\n{i2}</ns1:buffer>\n\t</ns1:attributes>\n</ns1:object>\n")
+    return "".join(out).encode()
 
 
-def _depth_ok(root: Any, limit: int) -> bool:
-    """No element deeper than ``limit`` (root = 1): XPath (in C) looks for one at ``limit + 1``."""
-    return not root.xpath("boolean(" + "/".join(["*"] * limit) + ")")
+# --- decoding -----------------------------------------------------------------------------------
+
+_NAME = re.compile(r"^([0-9a-fA-F]{12})\.([0-9A-Za-z_-]{1,64})\.sm$")
+_TIMES = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z\n)*", re.ASCII)
+_INTS = re.compile(r"[0-9+\-\n]*")
+"""The characters of decimal integers (each text is then converted, and checked, by int())."""
+_UINTS = re.compile(r"[0-9+\n]*")
+_HEX16 = re.compile(r"(?:[0-9A-Fa-f]{16}\n)*")
+_INT = re.compile(r"[+-]?[0-9]+")
+_TIME_CHARS = re.compile(r"[0-9TZ:\-\n]*")
+_TIME_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
+_TIME_MARKS = ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "Z"))
 
 
-def _times_us(texts: list[str]) -> np.ndarray:
-    """UTC ``YYYY-MM-DDThh:mm:ss[.f]Z`` strings to epoch microseconds (numpy parses them in C)."""
-    stripped = [t.strip() for t in texts]
-    if not all(t.endswith("Z") and "T" in t for t in stripped):
-        raise ValueError("capture_time must be UTC, written with Z")
-    return np.array([t[:-1] for t in stripped], dtype="datetime64[us]").astype(np.int64)
+def _plain_times(texts: list[str]) -> bool:
+    """Are all texts exactly ``YYYY-MM-DDThh:mm:ssZ``? (The usual case, checked by slicing the
+    joined texts at fixed offsets instead of a regular expression a text.)"""
+    n, joined = len(texts), "\n".join(texts)
+    if len(joined) != 21 * n - 1 or _TIME_CHARS.fullmatch(joined) is None:
+        return False
+    if joined[20::21] != "\n" * (n - 1):
+        return False
+    return all(joined[k::21] == mark * n for k, mark in _TIME_MARKS) and all(
+        joined[k::21].isdigit() for k in _TIME_DIGITS
+    )
 
 
-def _scaled(raw: list[int], scaler: int) -> np.ndarray:
-    """``scale(v, scaler)`` of every value. Vectorised when the values and the power of ten are
-    exact doubles (|v| < 2**53, |scaler| <= 22): one IEEE multiplication or division of exact
-    operands rounds exactly as ``scale`` does."""
-    if raw and max(raw) < 2**53 and min(raw) > -(2**53) and abs(scaler) <= 22:
-        values = np.array(raw, dtype=np.float64)
-        return values * float(10**scaler) if scaler >= 0 else values / float(10**-scaler)
-    return np.array([scale(v, scaler) for v in raw], dtype=np.float64)
+_UINT = re.compile(r"\+?[0-9]+")
+
+_E = "p:attributes/p:buffer/p:simple_data/p:column/p:entry_gateway_signed"
+_PATHS = {
+    "columns": "p:attributes/p:buffer/p:simple_data/p:column",
+    "objects": "p:attributes/p:capture_objects/p:capture_object",
+    "object_name": "e:logical_name/text()",
+    "profile_name": (
+        "p:logical_name/text() | p:attributes/p:logical_name/text()"
+        " | p:attributes/e:logical_name/text()"
+    ),
+    "column_entries": "count(p:entry_gateway_signed)",
+    # Each field is the first text of the first such child of each entry: at most one text an
+    # entry, so a list of ``total`` texts is aligned with the entries. The counts below refuse
+    # entries with repeated or other children.
+    "time": f"{_E}/e:capture_time[1]/text()[1]",
+    "value": f"{_E}/e:value[1]/e:long64[1]/text()[1]",
+    "scaler": f"{_E}/e:scaler[1]/text()[1]",
+    "unit": f"{_E}/e:unit[1]/text()[1]",
+    "status_bare": f"{_E}/e:status[1]/text()[1]",
+    "status_unsigned": f"{_E}/e:status[1]/e:unsigned[1]/text()[1]",
+    "status_octets": f"{_E}/e:status[1]/e:octet-string[1]/text()[1]",
+    "children": f"count({_E}/*)",
+    "signatures": f"count({_E}/e:smgw_signature)",
+    "first_wrapped": "boolean(p:entry_gateway_signed[1]/e:status/*)",
+}
+_local = threading.local()
+
+_FIELDS = 5
+_DELIVERABLE = np.zeros(256, dtype=bool)
+_DELIVERABLE[[int(s) for s in DELIVERABLE]] = True
+"""value, scaler, unit, status, capture_time (and, from real gateways, smgw_signature)."""
+
+
+def _xpath() -> dict[str, Any]:
+    """Compiled XPaths (plain strings as results), one set per thread: lxml's XPath evaluators
+    are not shared across threads."""
+    compiled = getattr(_local, "xpaths", None)
+    if compiled is None:
+        compiled = {
+            k: etree.XPath(v, namespaces=NS, smart_strings=False) for k, v in _PATHS.items()
+        }
+        _local.xpaths = compiled
+    return compiled
 
 
 def decode_profile(
-    payload: bytes, *, max_bytes: int = MAX_XML_BYTES, max_depth: int = MAX_DEPTH
+    payload: bytes,
+    *,
+    latest_us: int = FAR_FUTURE_US,
+    max_readings: int = MAX_READINGS,
+    max_bytes: int = MAX_XML_BYTES,
+    max_depth: int | None = None,
 ) -> DecodedProfile:
-    """Parse a (possibly zlib-compressed) K461 profile. Raises only ``PayloadError``.
+    """Parse a (possibly zlib-compressed) K461 profile. Raises only ``PayloadError``:
+    ``PayloadUnsupported`` when the document is not a K461 profile_generic object at all.
 
-    XML is refused with a DTD or entity declarations, after a size cap, and parsed by libxml2;
-    the tree depth is capped too. Error texts never quote payload content.
+    XML is refused with a DTD or entity declarations, after a size cap, and parsed by libxml2
+    (whose own nesting limit applies; ``max_depth`` checks a lower one). The number of readings
+    (``max_readings``) is counted before any array is built. Capture times must lie between
+    2000-01-01 and ``latest_us``. One pass: one XPath a field over the whole document, numpy
+    parsing of the texts. Error texts never quote payload content.
     """
     xml = inflate_if_zlib(payload, limit=max_bytes)
     if len(xml) > max_bytes:
         raise PayloadError(f"payload exceeds {max_bytes} bytes")
-    root = _parse_xml(xml)
-    if not _depth_ok(root, max_depth):
+    root = parse_xml(xml)
+    if max_depth is not None and not depth_ok(root, max_depth):
         raise PayloadError(f"XML nested deeper than {max_depth} levels")
-    if root.tag != f"{{{NS_PROFILE}}}object" or root.get("class_id") != "7":
-        raise PayloadError("not a K461 profile_generic object (class_id 7)")
-    p, e = f"{{{NS_PROFILE}}}", f"{{{NS_EXTENSION}}}"
-    objects = root.findall(f"{p}attributes/{p}capture_objects/{p}capture_object")
-    columns = {
-        c.get("id"): c for c in root.findall(f"{p}attributes/{p}buffer/{p}simple_data/{p}column")
-    }
+    _check_root(root)
+    x = _xpath()
+    columns = x["columns"](root)
+    counts = [int(x["column_entries"](c)) for c in columns]
+    total = sum(counts)
+    if total > max_readings:
+        raise PayloadError(f"profile holds more than {max_readings} readings")
+    meter, order = _capture_objects(root, columns, x)
+    column_obis = [""] * len(columns)
+    for obis, c in order:
+        column_obis[c] = obis
+    fields = _Fields(root, x, columns, counts, column_obis)
+    return DecodedProfile(meter, fields.series(order, latest_us))
+
+
+def decode(payload: bytes, *, latest_us: int, max_readings: int) -> DecodedProfile:
+    """The K461 decoder of the payload seam."""
+    return decode_profile(payload, latest_us=latest_us, max_readings=max_readings)
+
+
+def _check_root(root: Any) -> None:
+    tag = root.tag if isinstance(root.tag, str) else ""
+    namespace = tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+    if tag != f"{{{NS_PROFILE}}}object":
+        if namespace.startswith(K461_NAMESPACE_PREFIX):
+            raise PayloadUnsupported("payload is a K461 document of another kind, not a profile")
+        raise PayloadUnsupported("payload is not a K461 profile_generic object")
+    class_id = (root.get("class_id") or "").strip()
+    if class_id == "7":
+        return
+    if class_id.isascii() and class_id.isdigit():
+        raise PayloadUnsupported("payload is a K461 object of another class, not profile_generic")
+    raise PayloadError("K461 object has no valid class_id (profile_generic is 7)")
+
+
+def _capture_objects(
+    root: Any, columns: list[Any], x: dict[str, Any]
+) -> tuple[str, list[tuple[str, int]]]:
+    """The meter id (as written) and, per capture object in document order, its OBIS code and
+    the index of its buffer column."""
+    objects = x["objects"](root)
     if not objects:
         raise PayloadError("profile has no capture objects")
-    meters: set[str] = set()
-    series = []
-    for obj in objects:
-        name = (obj.findtext(f"{e}logical_name") or "").strip()
-        parts = name.split(".")
-        if len(parts) != 3 or parts[2] != "sm" or not parts[1]:
-            raise PayloadError("capture object logical_name is not <obis>.<meter>.sm")
+    column_index: dict[str | None, int] = {}
+    for i, column in enumerate(columns):
+        if column.get("id") in column_index:
+            raise PayloadError("two buffer columns share a column id")
+        column_index[column.get("id")] = i
+    meter: str | None = None
+    seen_obis: set[str] = set()
+    order: list[tuple[str, int]] = []
+    used: set[int] = set()
+    for n, obj in enumerate(objects, start=1):
+        names = x["object_name"](obj)
+        if len(names) != 1:
+            raise PayloadError(f"capture object {n} has no single logical_name")
+        parsed = _NAME.match(str(names[0]).strip())
+        if parsed is None:
+            raise PayloadError(f"capture object {n} logical_name is not <obis>.<meter>.sm")
         try:
-            obis = obis_from_hex(parts[0])
+            obis = obis_from_hex(parsed.group(1))
         except MinimeterError:
-            raise PayloadError("capture object has an invalid OBIS code") from None
-        meters.add(parts[1])
-        column = columns.get(obj.get("id"))
-        if column is None:
-            raise PayloadError(f"no buffer column for capture object {obj.get('id')!r}")
-        series.append(_column(column, obis, e, p))
-    if len(meters) != 1:
-        raise PayloadError("capture objects name more than one meter")
-    return DecodedProfile(meters.pop(), tuple(series))
+            raise PayloadError(f"capture object {n} has an invalid OBIS code") from None
+        if meter is None:
+            meter = parsed.group(2)
+        elif parsed.group(2).casefold() != meter.casefold():
+            raise PayloadError("capture objects name more than one meter")
+        if obis in seen_obis:
+            raise PayloadError(f"capture objects name {obis} twice")
+        seen_obis.add(obis)
+        c = column_index.get(obj.get("id"))
+        if c is None:
+            raise PayloadError(f"no buffer column for capture object {n}")
+        if c in used:
+            raise PayloadError(f"capture object {n} reuses another capture object's column")
+        used.add(c)
+        order.append((obis, c))
+    if len(used) != len(columns):
+        raise PayloadError("a buffer column has no capture object")
+    assert meter is not None
+    for profile_name in x["profile_name"](root):
+        parsed = _NAME.match(str(profile_name).strip())
+        if parsed is None:
+            raise PayloadError("profile logical_name is not <obis>.<meter>.sm")
+        if parsed.group(2).casefold() != meter.casefold():
+            raise PayloadError("profile logical_name names another meter than its capture objects")
+    return meter, order
 
 
-def _texts(column: Any, tag: str) -> list[str]:
-    return [el.text or "" for el in column.iter(tag)]
+class _Fields:
+    """Every entry's fields over the whole document (columns in document order), checked and
+    parsed into arrays at once; ``series`` cuts one column out."""
+
+    def __init__(
+        self,
+        root: Any,
+        x: dict[str, Any],
+        columns: list[Any],
+        counts: list[int],
+        obis: list[str],
+    ) -> None:
+        self.columns = [c for c, n in zip(columns, counts, strict=True) if n]
+        total = sum(counts)
+        self.bounds = np.cumsum([0, *counts])
+        self.total = total
+        self.obis_by_column = obis
+        self._structure(root, x)
+        self.times = self._times(self._field(x["time"](root), "capture_time", _TIMES))
+        values = self._field(x["value"](root), "value", _INTS)
+        try:  # numpy converts (with int()) the texts of ASCII digits and signs
+            self.values = np.array(values, dtype=np.int64)
+        except (OverflowError, ValueError):
+            self._refuse_ints(values, "value", signed=True, bits=63)
+            raise  # pragma: no cover - _refuse_ints always raises
+        self.scalers = self._field(x["scaler"](root), "scaler", _INTS)
+        self.units = self._field(x["unit"](root), "unit", _INTS)
+        self.status_raw, self.status = self._statuses(root, x)
+
+    # -- checks and error details
+
+    def _obis(self, index: int) -> str:
+        """The OBIS code of the column holding entry ``index`` (document order)."""
+        c = int(np.searchsorted(self.bounds, index, side="right")) - 1
+        return self.obis_by_column[c] if 0 <= c < len(self.obis_by_column) else "a column"
+
+    def _structure(self, root: Any, x: dict[str, Any]) -> None:
+        """Each entry holds exactly one value, scaler, unit, status and capture_time, and at
+        most a signature besides: counted over the whole document (the field lists, read from
+        each entry's first such child, then each have ``total`` texts). Inside a field only its
+        first text counts (a field that also held elements would be read by that text: no
+        gateway writes one, and it cannot shift a value onto another entry)."""
+        # one status form in a document: the first entry's tells
+        self._wrapped = bool(self.columns) and bool(x["first_wrapped"](self.columns[0]))
+        if int(x["children"](root)) - int(x["signatures"](root)) != _FIELDS * self.total:
+            raise PayloadError(
+                "an entry lacks or repeats a value, scaler, unit, status or capture_time,"
+                " or holds other elements"
+            )
+
+    def _field(self, texts: list[str], what: str, pattern: re.Pattern[str]) -> list[str]:
+        """The ``total`` texts of one field, checked by one regular expression over all of
+        them (``pattern`` matches texts each ended by a newline); whitespace around a text is
+        dropped, none may be empty or hold whitespace inside."""
+        if len(texts) != self.total:
+            raise PayloadError(f"an entry has an empty {what}")
+        if not texts or (
+            _plain_times(texts)
+            if pattern is _TIMES
+            else pattern.fullmatch("\n".join(texts) + "\n") is not None
+        ):
+            tokens = texts
+        else:
+            tokens = " ".join(texts).split()
+            if len(tokens) != self.total:
+                raise PayloadError(f"an entry has an empty or malformed {what}")
+            if pattern.fullmatch("\n".join(tokens) + "\n") is None:
+                self._refuse(tokens, what, pattern)
+        return tokens
+
+    def _refuse_ints(self, tokens: list[str], what: str, *, signed: bool, bits: int) -> None:
+        """The precise refusal of the first text that is no integer of ``bits`` bits."""
+        form, kind = (_INT, "an integer") if signed else (_UINT, "a non-negative integer")
+        for i, t in enumerate(tokens):
+            obis = self._obis(i)
+            if form.fullmatch(t) is None:
+                raise PayloadError(f"a {what} of {obis} is not {kind}")
+            if len(t) > 64:  # Python refuses to convert more than 4300 digits
+                raise PayloadError(f"a {what} of {obis} has too many digits")
+            if not -(2**bits) <= int(t) < 2**bits:
+                size = "long64" if signed else "64 bits"
+                raise PayloadError(f"a {what} of {obis} does not fit {size}")
+        raise AssertionError("no text to refuse")  # pragma: no cover
+
+    def _refuse(self, tokens: list[str], what: str, pattern: re.Pattern[str]) -> None:
+        bad = next(i for i, t in enumerate(tokens) if pattern.fullmatch(t + "\n") is None)
+        t, obis = tokens[bad], self._obis(bad)
+        if pattern is _TIMES:
+            if t.upper().startswith("NAT"):
+                raise PayloadError(f"a capture time of {obis} is not a time (NaT)")
+            if not t.endswith("Z"):
+                raise PayloadError(f"a capture time of {obis} is not UTC (no Z)")
+            raise PayloadError(f"a capture time of {obis} is not YYYY-MM-DDThh:mm:ssZ")
+        if pattern is _HEX16:
+            raise PayloadError(f"an octet-string status of {obis} is not 16 hex digits")
+        self._refuse_ints(tokens, what, signed=pattern is _INTS, bits=64)
+
+    def _times(self, tokens: list[str]) -> np.ndarray:
+        """Checked UTC ``YYYY-MM-DDThh:mm:ss[.f]Z`` to epoch microseconds (numpy parses them
+        in C; it refuses dates and times that do not exist)."""
+        try:
+            parsed = np.array(
+                "\n".join(tokens).replace("Z", "").split("\n"), dtype="datetime64[us]"
+            )
+        except ValueError:
+            raise PayloadError("a capture time is out of range (no such date or time)") from None
+        return parsed.astype(np.int64) if tokens else np.zeros(0, dtype=np.int64)
+
+    def _statuses(self, root: Any, x: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw status words (uint64) and ``ReadingStatus`` codes. One form in a document: bare
+        or ``<unsigned>`` PPC integers, or ``<octet-string>`` FNN words."""
+        if not self._wrapped:
+            return self._ppc(self._field(x["status_bare"](root), "status", _UINTS))
+        unsigned = x["status_unsigned"](root)
+        if len(unsigned) == self.total:
+            return self._ppc(self._field(unsigned, "status", _UINTS))
+        octets = x["status_octets"](root)
+        if len(octets) != self.total:
+            raise PayloadError("entries mix status forms or use an unknown one")
+        hexes = self._field(octets, "status", _HEX16)
+        raw = np.frombuffer(bytes.fromhex("".join(hexes)), dtype="<u8").astype(np.uint64)
+        return raw, fnn_status(raw)
+
+    def _ppc(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        digits = "".join(tokens)
+        if len(digits) == len(tokens) and digits.isascii() and digits.isdigit():  # the usual
+            raw = (np.frombuffer(digits.encode(), dtype=np.uint8) - 48).astype(np.uint64)
+            return raw, ppc_status(raw)
+        try:  # numpy converts strings only below 2**63: larger words go through int()
+            raw = np.array(tokens, dtype=np.int64).astype(np.uint64)
+        except (OverflowError, ValueError):
+            try:
+                raw = np.array(list(map(int, tokens)), dtype=np.uint64)
+            except (OverflowError, ValueError):
+                self._refuse_ints(tokens, "status", signed=False, bits=64)
+                raise  # pragma: no cover - _refuse_ints always raises
+        return raw, ppc_status(raw)
+
+    # -- one column
+
+    @staticmethod
+    def _distinct(tokens: list[str], what: str, obis: str) -> set[int]:
+        """The distinct integers of a column's scalers or units (texts of ASCII digits and
+        signs, checked one by one here: there are few)."""
+        distinct = set(tokens)
+        for t in distinct:
+            if _INT.fullmatch(t) is None:
+                raise PayloadError(f"a {what} of {obis} is not an integer")
+            if len(t) > 64:  # Python refuses to convert more than 4300 digits
+                raise PayloadError(f"a {what} of {obis} has too many digits")
+        return set(map(int, distinct))
+
+    def series(self, order: list[tuple[str, int]], latest_us: int) -> tuple[DecodedSeries, ...]:
+        """The series of the capture objects (``order``: OBIS code and column index), every
+        column sorted by capture time, its period detected and its times attributed, all
+        columns at once."""
+        counts = np.diff(self.bounds)
+        column = np.repeat(np.arange(len(counts)), counts)
+        times = self.times
+        if self.total and int(times.min()) < EARLIEST_US:
+            obis = self._obis(int(times.argmin()))
+            raise PayloadError(f"a capture time of {obis} is before 2000-01-01")
+        if self.total and int(times.max()) > latest_us:
+            obis = self._obis(int(times.argmax()))
+            raise PayloadError(f"a capture time of {obis} is after the latest plausible time")
+        scalers, units = [], []
+        for c, obis in enumerate(self.obis_by_column):
+            cut = slice(int(self.bounds[c]), int(self.bounds[c + 1]))
+            scaler_set = self._distinct(self.scalers[cut], "scaler", obis)
+            unit_set = self._distinct(self.units[cut], "unit", obis)
+            if len(unit_set) > 1 or len(scaler_set) > 1:
+                raise PayloadError(f"entries of {obis} use more than one unit or scaler")
+            scaler = scaler_set.pop() if scaler_set else 0
+            unit = unit_set.pop() if unit_set else 0
+            if not -9 <= scaler <= 9:
+                raise PayloadError(f"scaler of {obis} is out of range (-9..9)")
+            if not 0 <= unit <= 255:
+                raise PayloadError(f"unit of {obis} is not a DLMS unit code (0..255)")
+            scalers.append(scaler)
+            units.append(unit)
+        sort = np.lexsort((times, column))  # by column (already grouped), then by time
+        captured = times[sort]
+        codes, raw, values = self.status[sort], self.status_raw[sort], self.values[sort]
+        steps = detect_periods(captured, column, len(counts), _DELIVERABLE[codes])
+        _fill_missing_steps(steps, counts)
+        attributed = attribute(captured, steps[column])
+        repeated = (column[1:] == column[:-1]) & (np.diff(attributed) == 0)
+        if repeated.any():
+            obis = self._obis(int(repeated.argmax()) + 1)
+            raise PayloadError(f"two entries of {obis} are attributed to the same time")
+        out = []
+        for obis, c in order:
+            cut = slice(int(self.bounds[c]), int(self.bounds[c + 1]))
+            out.append(
+                DecodedSeries(
+                    obis=obis,
+                    unit=DLMS_UNITS.get(units[c], f"dlms-{units[c]}"),
+                    times_us=attributed[cut],
+                    values=_scaled(values[cut], scalers[c]),
+                    status=codes[cut],
+                    status_raw=raw[cut],
+                    captured_us=captured[cut],
+                    step_us=int(steps[c]),
+                )
+            )
+        return tuple(out)
 
 
-def _column(column: Any, obis: str, e: str, p: str) -> DecodedSeries:
-    n = len(column.findall(f"{p}entry_gateway_signed"))
-    fields = [
-        _texts(column, f"{e}{name}")
-        for name in ("capture_time", "long64", "scaler", "unit", "status")
-    ]
-    if any(len(f) != n for f in fields):
-        raise PayloadError(f"entries of {obis} miss a capture_time, value, scaler, unit or status")
-    times_text, raw_text, scaler_text, unit_text, status_text = fields
-    try:
-        times = _times_us(times_text)
-        scalers = {int(x) for x in set(scaler_text)}
-        raw = list(map(int, raw_text))
-        units = {int(x) for x in set(unit_text)}
-        statuses = list(map(int, status_text))
-    except (ValueError, OverflowError):
-        raise PayloadError(
-            f"an entry of {obis} has an invalid time, value, scaler, unit or status"
-        ) from None
-    if len(units) > 1 or len(scalers) > 1:
-        raise PayloadError(f"entries of {obis} use more than one unit or scaler")
-    scaler = scalers.pop() if scalers else 0
-    if not -9 <= scaler <= 9:
-        raise PayloadError(f"scaler of {obis} is out of range")
-    unit_code = units.pop() if units else 0
-    t = times
-    order = np.argsort(t, kind="stable")
-    t = t[order]
-    if len(t) > 1 and (np.diff(t) == 0).any():
-        raise PayloadError(f"entries of {obis} repeat a capture time")
-    step = 0
-    if len(t) > 1:  # the most common spacing (np.unique: no allocation sized by the values)
-        spacings, counts = np.unique(np.diff(t), return_counts=True)
-        step = int(spacings[counts.argmax()])
-    raw_status = np.array(statuses, dtype=np.uint64)[order]
-    codes = np.full(len(raw_status), ReadingStatus.UNKNOWN, dtype=np.uint8)
-    for word, status in (
-        (0, ReadingStatus.VALID),
-        (3, ReadingStatus.NOT_PRESENT),
-        (4, ReadingStatus.INVALID),
-    ):
-        codes[raw_status == word] = status
-    return DecodedSeries(
-        obis=obis,
-        unit=DLMS_UNITS.get(unit_code, f"dlms-{unit_code}"),
-        times_us=t,
-        values=_scaled(raw, scaler)[order],
-        status=codes,
-        status_raw=raw_status,
-        captured_us=t.copy(),
-        step_us=step,
+def _scaled(raw: np.ndarray | Sequence[int], scaler: int) -> np.ndarray:
+    """``scale(v, scaler)`` of every value. Vectorised when the values and the power of ten are
+    exact doubles (|v| < 2**53, |scaler| <= 22): one IEEE multiplication or division of exact
+    operands rounds exactly as ``scale`` does."""
+    values = np.asarray(raw, dtype=np.int64) if len(raw) else np.zeros(0, dtype=np.int64)
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.float64)
+    if int(values.max()) < 2**53 and int(values.min()) > -(2**53) and abs(scaler) <= 22:
+        exact = values.astype(np.float64)
+        return exact * float(10**scaler) if scaler >= 0 else exact / float(10**-scaler)
+    return np.array([scale(int(v), scaler) for v in values], dtype=np.float64)
+
+
+def _fill_missing_steps(steps: np.ndarray, counts: np.ndarray) -> None:
+    """A column too short to tell its capture period (a single reading) takes the period most
+    of the profile's other columns have (ties: the shorter): a profile generic captures all
+    its columns together. Its time is then attributed on that grid."""
+    known = steps[steps > 0]
+    if len(known) == 0:
+        return
+    values, tally = np.unique(known, return_counts=True)
+    steps[(steps == 0) & (counts < 2)] = values[tally.argmax()]
+
+
+def sniff(data: bytes) -> bool:
+    """Is the document element a K461 ``profile_generic`` object (by namespace URI)?"""
+    root = xml_root(data)
+    return root is not None and root[0] == NS_PROFILE
+
+
+register_decoder(
+    PayloadDecoder(
+        name="k461",
+        description="a DKE K461 profile_generic document",
+        sniff=sniff,
+        decode=decode,
     )
+)
+
+__all__ = [
+    "NS_EXTENSION",
+    "NS_PROFILE",
+    "Series",
+    "decode_profile",
+    "encode_profile",
+    "inflate_if_zlib",
+]

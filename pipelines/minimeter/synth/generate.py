@@ -3,6 +3,14 @@
 Deterministic for a given seed: the PKI keys, the fleet, the readings, consent, the choice of
 faults and forwards, and the message plaintexts. (Ciphertexts differ run to run: ECDH ephemeral
 keys and GCM nonces come from the operating system's random source, as they must.)
+
+The K461 payloads are written as real gateways write them (``k461_style="real"``, the default;
+gateway-data-real.md 1): wrapped status, class 32822, newest first, pretty-printed, a per-entry
+``smgw_signature``, meter ids lower-case in logical names, capture times 0-5 s late, and a few
+readings with status 3 (not present: a placeholder repeating the previous value) and 4
+(invalid). ``k461_style="simple"`` keeps the old shape exactly (on time, all valid). The ground
+truth (``truth/readings.parquet``) has, per reading, the grid time it belongs to
+(``capture_time``), the time as sent (``captured_at``), the value as sent and the raw status.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from cryptography import x509
 from minimeter.cms import encrypt_envelope, make_signed_data, seal_message
 from minimeter.errors import ConfigError
 from minimeter.obis import OBIS_TABLE, scale
-from minimeter.payload.k461 import Series, encode_profile
+from minimeter.payload.k461 import STYLES, Series, encode_profile
 from minimeter.synth.fleet import Meter, make_consent, make_fleet, write_consent, write_meters
 from minimeter.synth.load import day_profile
 from minimeter.synth.pki import CURVES, Identity, TestPki, issue
@@ -42,7 +50,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "wrong-recipient": ("not-a-recipient", "open"),
     "truncated": ("malformed", "open"),
     "garbage": ("malformed", "open"),
-    "not-k461": ("payload-invalid", "decode"),
+    "not-k461": ("payload-unsupported", "decode"),
     "xml-bomb": ("payload-invalid", "decode"),
 }
 
@@ -60,6 +68,18 @@ XML_BOMB = (
 )
 
 
+INTERVALS = (1, 5, 10, 15, 30, 60)
+"""Capture periods in minutes: the standard periods the decoder detects (sub-daily)."""
+STATUS_METERS = 5
+"""Real style: every fifth meter (index % 5 == 2) has now and then readings with PPC status 3
+(not present) or 4 (invalid); the others never do, so that whole days and months of them can
+be delivered (real gateways mark few readings)."""
+STATUS_DAY_SHARE = 0.3
+"""On this share of such a meter's days, one or two readings carry status 3 or 4."""
+MAX_LATE_S = 5
+"""Real style: capture times are 0 to this many seconds late."""
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     out: Path
@@ -73,12 +93,15 @@ class SynthConfig:
     forward_recipient: str = DEFAULT_FORWARD_RECIPIENT
     curve: str = "brainpoolP256r1"
     zlib_share: float = 0.1
+    k461_style: str = "real"
 
     def __post_init__(self) -> None:
         if self.meters < 1 or self.days < 1:
             raise ConfigError("--meters and --days must be at least 1")
-        if 24 * 60 % self.interval_minutes:
-            raise ConfigError("--interval must divide a day")
+        if self.interval_minutes not in INTERVALS:
+            raise ConfigError("--interval must be PT1M, PT5M, PT10M, PT15M, PT30M or PT1H")
+        if self.k461_style not in STYLES:
+            raise ConfigError(f"--k461-style must be one of {', '.join(STYLES)}")
         for name in ("faults", "forward_share", "zlib_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")
@@ -131,14 +154,24 @@ def _plan(cfg: SynthConfig, meters: list[Meter], rng: np.random.Generator) -> _P
     return _Plan(fault, forward, zlib_keys)
 
 
+def _us(times: list[datetime]) -> np.ndarray:
+    return np.array([t.replace(tzinfo=None) for t in times], dtype="datetime64[us]")
+
+
 class _Truth:
+    """Every reading of every good message: ``capture_time`` is the grid time (the period end
+    it belongs to), ``captured_at`` the time as sent, ``value`` the value as sent (a status-3
+    placeholder repeats the previous one), ``status`` the raw PPC status."""
+
     def __init__(self) -> None:
         self.meter: list[str] = []
         self.obis: list[str] = []
         self.time: list[np.ndarray] = []
+        self.sent: list[np.ndarray] = []
         self.value: list[float] = []
         self.unit: list[str] = []
         self.message: list[str] = []
+        self.status: list[int] = []
 
     def add(self, meter: str, series: list[Series], message: str) -> int:
         n = 0
@@ -147,34 +180,47 @@ class _Truth:
             k = len(s.values)
             self.meter += [meter] * k
             self.obis += [s.obis] * k
-            self.time.append(
-                np.array([t.replace(tzinfo=None) for t in s.capture_times], dtype="datetime64[us]")
-            )
+            grid = _us(list(s.capture_times))
+            self.time.append(grid)
+            self.sent.append(_us(list(s.sent_times)) if s.sent_times else grid)
             self.value += [scale(v, s.scaler) for v in s.values]
             self.unit += [unit] * k
             self.message += [message] * k
+            self.status += list(s.statuses) if s.statuses else [0] * k
             n += k
         return n
 
     def write(self, path: Path) -> None:
-        times = np.concatenate(self.time) if self.time else np.array([], dtype="datetime64[us]")
+        def times(parts: list[np.ndarray]) -> pa.Array:
+            joined = np.concatenate(parts) if parts else np.array([], dtype="datetime64[us]")
+            return pa.array(joined, pa.timestamp("us", tz="UTC"))
+
         table = pa.table(
             {
                 "meter": pa.array(self.meter, pa.string()),
                 "obis": pa.array(self.obis, pa.string()),
-                "capture_time": pa.array(times, pa.timestamp("us", tz="UTC")),
+                "capture_time": times(self.time),
                 "value": pa.array(self.value, pa.float64()),
                 "unit": pa.array(self.unit, pa.string()),
                 "message": pa.array(self.message, pa.string()),
+                "captured_at": times(self.sent),
+                "status": pa.array(self.status, pa.uint8()),
             }
         )
         pq.write_table(table, path)
 
 
 def _meter_days(
-    cfg: SynthConfig, meter: Meter, rng: np.random.Generator
+    cfg: SynthConfig,
+    meter: Meter,
+    rng: np.random.Generator,
+    quirks: np.random.Generator | None = None,
 ) -> list[tuple[date, list[Series]]]:
-    """All days of one meter, registers continuous across days."""
+    """All days of one meter, registers continuous across days. In the real style, ``quirks``
+    (default: a stream of its own per seed and meter, so the values do not depend on the
+    style) makes capture times late and marks a few readings not present or invalid."""
+    if quirks is None:
+        quirks = np.random.default_rng([cfg.seed, meter.index, 461])
     minutes = cfg.interval_minutes
     n = 24 * 60 // minutes
     kwp = float(rng.uniform(3.0, 8.0)) if meter.customer_type == "household-pv" else 0.0
@@ -219,8 +265,37 @@ def _meter_days(
         ]
         if kwp:
             series.insert(3, Series("1-0:2.8.0", 0, 30, times, reg_exp.tolist()))
+        if cfg.k461_style == "real":
+            series = _real_quirks(series, quirks, marks=meter.index % STATUS_METERS == 2)
         days.append((day, series))
     return days
+
+
+def _real_quirks(
+    series: list[Series], rng: np.random.Generator, *, marks: bool = True
+) -> list[Series]:
+    """Capture times 0-5 s late and a few statuses 3 and 4, the same for every column of a
+    capture (a profile captures its columns together). A status-3 reading is a placeholder
+    that repeats the previous value (never the first of a day, so that the day's message
+    holds the value it repeats)."""
+    n = len(series[0].values)
+    late = rng.integers(0, MAX_LATE_S + 1, size=n)
+    statuses = np.zeros(n, dtype=np.int64)
+    if marks and n > 2 and rng.random() < STATUS_DAY_SHARE:
+        for k in rng.choice(np.arange(1, n), size=int(rng.integers(1, 3)), replace=False):
+            statuses[k] = 3 if rng.random() < 0.5 else 4
+    sent = [
+        t + timedelta(seconds=int(s)) for t, s in zip(series[0].capture_times, late, strict=True)
+    ]
+    out = []
+    for s in series:
+        values = list(s.values)
+        for k in np.flatnonzero(statuses == 3):
+            values[k] = values[k - 1]
+        out.append(
+            Series(s.obis, s.scaler, s.dlms_unit, s.capture_times, values, statuses.tolist(), sent)
+        )
+    return out
 
 
 def _flip_inside(data: bytes, needle: bytes, offset: int) -> bytes:
@@ -262,6 +337,8 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True) -> SynthSummary:
     for meter in meters:
         gateway_id = meter.gateway
         gateway = pki.gateway(gateway_id)
+        gateway_key = hashlib.sha512(seed_bytes + b"/smgw-key/" + gateway_id.encode()).digest()
+        written_id = meter.meter.lower() if cfg.k461_style == "real" else meter.meter
         meter_rng = np.random.default_rng([cfg.seed, meter.index])
         for d, (day, series) in enumerate(_meter_days(cfg, meter, meter_rng)):
             key = (meter.index, d)
@@ -269,7 +346,9 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True) -> SynthSummary:
                 seed_bytes, f"{meter.meter}/{day}".encode(), hashlib.sha256
             ).hexdigest()[:20]
             rel = f"messages/{day.isoformat()}/{name}.cms"
-            payload = encode_profile(meter.meter, series)
+            payload = encode_profile(
+                written_id, series, style=cfg.k461_style, gateway_key=gateway_key
+            )
             fault = plan.fault.get(key)
             if fault == "not-k461":
                 payload = NOT_K461
