@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -352,3 +352,32 @@ def test_consent_is_checked_at_capture_and_at_delivery(
     )
     assert sum(len(k) for k in kept) == delivered
     assert counts["dropped-consent"] == 192 - delivered
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(
+    st.dates(min_value=date(2024, 1, 1), max_value=date(2028, 12, 30)),
+    st.sampled_from(["Europe/Berlin", "Europe/Paris", "Europe/Amsterdam", "Europe/London"]),
+)
+def test_any_local_day_is_complete_with_its_own_quarter_hours(day: date, zone_name: str) -> None:
+    """Property: a civil day holds exactly as many quarter hours as zoneinfo says (92 / 96 /
+    100), and its register is the truth at local midnight."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(zone_name)
+    start = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+    nxt = date.fromordinal(day.toordinal() + 1)
+    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).astimezone(UTC)
+    quarter_hours = int((end - start).total_seconds()) // 900
+    first = int(start.timestamp()) * US - 8 * STEP
+    n = quarter_hours + 16
+    times = first + (np.arange(n) + 1) * STEP
+    values = np.cumsum(np.arange(n) % 5 + 1).astype(float)
+    coarse, _ = coarsen(
+        DecodedSeries.measured("1-0:1.8.0", "Wh", times, values, STEP), "P1D", zone_name
+    )
+    assert coarse is not None
+    end_us = int(end.timestamp()) * US
+    hit = np.where(coarse.ts_us == end_us)[0]
+    assert len(hit) == 1 and coarse.readings[hit[0]] == quarter_hours
+    assert coarse.value[hit[0]] == values[times == end_us][0]
