@@ -135,7 +135,7 @@ def verify_signed_data(
     path must be valid at the signing time (the signedAttrs' signingTime, or ``at`` when there
     is none), and a signing time may not lie after ``at`` plus ``max_skew``: the message's own
     claim never overrides the caller's time."""
-    embedded, signer_cert = _SIGNERS.get(
+    embedded, signer_cert = trust.signers.get(
         parts.signer_id,
         (parts.certificates, trust),
         lambda: _resolve_signer(parts.signer_id, parts.certificates, trust),
@@ -162,7 +162,13 @@ def verify_signed_data(
         to_verify = parts.econtent
         signing_time = None
     _verify_signature(
-        signer_cert, sig_oid, sig_params, parts.digest_algorithm, to_verify, parts.signature
+        trust.verifiers,
+        signer_cert,
+        sig_oid,
+        sig_params,
+        parts.digest_algorithm,
+        to_verify,
+        parts.signature,
     )
     if signing_time is not None and signing_time > at + max_skew:
         raise CmsError(
@@ -186,9 +192,6 @@ def _digest(algorithm: hashes.HashAlgorithm, data: Octets) -> bytes:
     h = hashes.Hash(algorithm)
     h.update(data)
     return h.finalize()
-
-
-_SIGNERS: IdentityMemo[tuple[tuple[x509.Certificate, ...], x509.Certificate]] = IdentityMemo()
 
 
 def _resolve_signer(
@@ -249,10 +252,10 @@ def _ski(cert: x509.Certificate) -> bytes | None:
 
 
 Verifier = Callable[[bytes, Octets], None]
-_VERIFIERS: IdentityMemo[Verifier] = IdentityMemo(limit=4096)
 
 
 def _verify_signature(
+    verifiers: IdentityMemo[Verifier],
     cert: x509.Certificate,
     sig_oid: str,
     sig_params: bytes | None,
@@ -260,7 +263,7 @@ def _verify_signature(
     data: Octets,
     signature: bytes,
 ) -> None:
-    verify = _VERIFIERS.get(
+    verify = verifiers.get(
         (sig_oid, sig_params, digest_oid),
         (cert,),
         lambda: _verifier(cert, sig_oid, sig_params, digest_oid),

@@ -15,11 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
+from minimeter.cms._memo import IdentityMemo
 from minimeter.errors import CmsError, ConfigError
 
 MAX_PATH_LENGTH = 8
@@ -111,6 +113,14 @@ class TrustStore:
     _links: dict[tuple[int, int], tuple[x509.Certificate, x509.Certificate, bool]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    signers: IdentityMemo[Any] = field(
+        default_factory=lambda: IdentityMemo(limit=_CACHE_LIMIT), compare=False, repr=False
+    )
+    """Signer resolution per (SignerIdentifier, the message's certificate set): the store's."""
+    verifiers: IdentityMemo[Any] = field(
+        default_factory=lambda: IdentityMemo(limit=_CACHE_LIMIT), compare=False, repr=False
+    )
+    """Signature verifiers per (algorithm, certificate): the store's."""
 
     def __post_init__(self) -> None:
         if not self.anchors:
