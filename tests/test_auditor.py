@@ -40,11 +40,21 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture()
-def run(fleet: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def published(fleet: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("auditor-run") / "out"
     proc = run_cli(fleet, out, run_id="a1")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture()
+def run(published: Path, tmp_path: Path) -> Path:
+    """A copy of the run's output, for each test to change as it likes."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(published, out)
     return out
 
 
