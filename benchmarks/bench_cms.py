@@ -40,7 +40,6 @@ from minimeter.synth.fleet import make_fleet
 from minimeter.synth.generate import SynthConfig, _meter_days
 from minimeter.synth.pki import TestPki
 
-
 THREE_COLUMNS = ("1-0:1.8.0", "1-0:1.8.1", "1-0:32.7.0")
 LATEST_US = int(datetime(2027, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
 

@@ -257,6 +257,7 @@ def _doc(captures: list[str], columns: dict[str, list[str]], root: str = "") -> 
 
 
 M1 = _capture(1, "0100010800ff.M1.sm")
+SIGNATURE = f"<ns2:smgw_signature>{'ab' * 128}</ns2:smgw_signature>"
 T2 = "2026-01-05T00:30:00Z"
 
 
@@ -289,8 +290,9 @@ T2 = "2026-01-05T00:30:00Z"
         ([M1], {"1": [_entry()], "2": [_entry()]}, "no capture object"),
         ([M1, _capture(1, "0100020800ff.M1.sm")], {"1": [_entry()]}, "reuses"),
         ([M1, _capture(2, "0100010800ff.M1.sm")], {"1": [_entry()], "2": [_entry()]}, "twice"),
-        ([M1], {"1": [_entry(extra="<ns2:unit>30</ns2:unit>")]}, "lacks or repeats"),
-        ([M1], {"1": [_entry(extra="<ns2:other/>")]}, "lacks or repeats"),
+        ([M1], {"1": [_entry(extra=SIGNATURE + "<ns2:unit>30</ns2:unit>")]}, "lacks or repeats"),
+        ([M1], {"1": [_entry(extra=SIGNATURE + "<ns2:other/>")]}, "lacks or repeats"),
+        ([M1], {"1": [_entry(extra=SIGNATURE * 2)]}, "lacks or repeats"),
         ([M1], {"1": [_entry(t="")]}, "empty"),
         ([M1], {"1": [_entry(v=" ")]}, "empty"),
         (

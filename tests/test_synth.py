@@ -290,7 +290,10 @@ def test_real_style_features(synth_dir: Path, tmp_path: Path) -> None:
     assert late.between(0, 5).all() and late.nunique() == 6
     assert (truth["capture_time"].dt.second == 0).all()
     counts = truth.drop_duplicates(["meter", "capture_time"])["status"].value_counts()
-    assert set(counts.index) == {0, 3, 4} and 0 < counts[3] < 0.02 * len(truth)
+    assert set(counts.index) <= {0, 3, 4} and len(counts) > 1  # a few not valid
+    assert counts.drop(0).sum() < 0.01 * counts.sum()
+    # the same status for every column of a capture
+    assert (truth.groupby(["meter", "capture_time"])["status"].nunique() == 1).all()
     for _, g in truth[truth["obis"] == "1-0:1.8.0"].sort_values("capture_time").groupby("meter"):
         values = g["value"].to_numpy()
         at = (g["status"].to_numpy() == 3).nonzero()[0]

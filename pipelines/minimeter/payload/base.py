@@ -104,7 +104,10 @@ SNIFF_BYTES = 64 * 1024
 _PROLOG = re.compile(
     rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!(?i:doctype)[^\[>]*(?:\[.*?\])?\s*>)*", re.DOTALL
 )
-_START_TAG = re.compile(rb"<([A-Za-z_][\w.\-]*)(?::([A-Za-z_][\w.\-]*))?((?:\s[^<>]*?)?)/?>")
+_START_TAG = re.compile(
+    rb"<([A-Za-z_][\w.\-]*)(?::([A-Za-z_][\w.\-]*))?"
+    rb"((?:\s+[^\s=<>/]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*/?>"
+)
 _XMLNS = re.compile(rb"""\sxmlns(?::([A-Za-z_][\w.\-]*))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _BOMS = (b"\xef\xbb\xbf",)
 

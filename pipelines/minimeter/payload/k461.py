@@ -212,6 +212,7 @@ _INTS = re.compile(r"[0-9+\-\n]*")
 _UINTS = re.compile(r"[0-9+\n]*")
 _HEX16 = re.compile(r"(?:[0-9A-Fa-f]{16}\n)*")
 _INT = re.compile(r"[+-]?[0-9]+")
+_UINT = re.compile(r"\+?[0-9]+")
 _TIME_CHARS = re.compile(r"[0-9TZ:\-\n]*")
 _TIME_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
 _TIME_MARKS = ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "Z"))
@@ -229,8 +230,6 @@ def _plain_times(texts: list[str]) -> bool:
         joined[k::21].isdigit() for k in _TIME_DIGITS
     )
 
-
-_UINT = re.compile(r"\+?[0-9]+")
 
 _E = "p:attributes/p:buffer/p:simple_data/p:column/p:entry_gateway_signed"
 _PATHS = {
@@ -253,15 +252,14 @@ _PATHS = {
     "status_unsigned": f"{_E}/e:status[1]/e:unsigned[1]/text()[1]",
     "status_octets": f"{_E}/e:status[1]/e:octet-string[1]/text()[1]",
     "children": f"count({_E}/*)",
-    "signatures": f"count({_E}/e:smgw_signature)",
     "first_wrapped": "boolean(p:entry_gateway_signed[1]/e:status/*)",
 }
 _local = threading.local()
 
 _FIELDS = 5
+"""value, scaler, unit, status, capture_time (and, from real gateways, smgw_signature)."""
 _DELIVERABLE = np.zeros(256, dtype=bool)
 _DELIVERABLE[[int(s) for s in DELIVERABLE]] = True
-"""value, scaler, unit, status, capture_time (and, from real gateways, smgw_signature)."""
 
 
 def _xpath() -> dict[str, Any]:
@@ -327,9 +325,9 @@ def _check_root(root: Any) -> None:
             raise PayloadUnsupported("payload is a K461 document of another kind, not a profile")
         raise PayloadUnsupported("payload is not a K461 profile_generic object")
     class_id = (root.get("class_id") or "").strip()
-    if class_id == "7":
-        return
-    if class_id.isascii() and class_id.isdigit():
+    if class_id.isascii() and class_id.isdigit() and len(class_id) < 8:
+        if int(class_id) == 7:
+            return
         raise PayloadUnsupported("payload is a K461 object of another class, not profile_generic")
     raise PayloadError("K461 object has no valid class_id (profile_generic is 7)")
 
@@ -390,7 +388,7 @@ def _capture_objects(
 
 class _Fields:
     """Every entry's fields over the whole document (columns in document order), checked and
-    parsed into arrays at once; ``series`` cuts one column out."""
+    parsed into arrays at once; ``series`` sorts, attributes and cuts them into columns."""
 
     def __init__(
         self,
@@ -425,14 +423,16 @@ class _Fields:
         return self.obis_by_column[c] if 0 <= c < len(self.obis_by_column) else "a column"
 
     def _structure(self, root: Any, x: dict[str, Any]) -> None:
-        """Each entry holds exactly one value, scaler, unit, status and capture_time, and at
-        most a signature besides: counted over the whole document (the field lists, read from
-        each entry's first such child, then each have ``total`` texts). Inside a field only its
-        first text counts (a field that also held elements would be read by that text: no
-        gateway writes one, and it cannot shift a value onto another entry)."""
+        """Each entry holds one value, scaler, unit, status and capture_time (the field lists,
+        read from each entry's first such child, each have ``total`` texts), and the entries
+        hold no more elements than these and a signature each: counted over the whole document
+        (one count, so a repeated field in one entry that lacks its signature passes, read by
+        its first occurrence). Inside a field only its first text counts (a field that also
+        held elements would be read by that text: no gateway writes one, and it cannot shift a
+        value onto another entry)."""
         # one status form in a document: the first entry's tells
         self._wrapped = bool(self.columns) and bool(x["first_wrapped"](self.columns[0]))
-        if int(x["children"](root)) - int(x["signatures"](root)) != _FIELDS * self.total:
+        if int(x["children"](root)) not in (_FIELDS * self.total, (_FIELDS + 1) * self.total):
             raise PayloadError(
                 "an entry lacks or repeats a value, scaler, unit, status or capture_time,"
                 " or holds other elements"
@@ -573,7 +573,8 @@ class _Fields:
         codes, raw, values = self.status[sort], self.status_raw[sort], self.values[sort]
         steps = detect_periods(captured, column, len(counts), _DELIVERABLE[codes])
         _fill_missing_steps(steps, counts)
-        attributed = attribute(captured, steps[column])
+        same = len(steps) and (steps == steps[0]).all()  # usually one period for all columns
+        attributed = attribute(captured, int(steps[0]) if same else steps[column])
         repeated = (column[1:] == column[:-1]) & (np.diff(attributed) == 0)
         if repeated.any():
             obis = self._obis(int(repeated.argmax()) + 1)
@@ -613,6 +614,8 @@ def _fill_missing_steps(steps: np.ndarray, counts: np.ndarray) -> None:
     """A column too short to tell its capture period (a single reading) takes the period most
     of the profile's other columns have (ties: the shorter): a profile generic captures all
     its columns together. Its time is then attributed on that grid."""
+    if steps.all():
+        return
     known = steps[steps > 0]
     if len(known) == 0:
         return

@@ -87,7 +87,7 @@ def decode_payload(
     data = inflate_if_zlib(payload, limit=MAX_XML_BYTES)
     if len(data) > MAX_XML_BYTES:
         raise PayloadError(f"payload exceeds {MAX_XML_BYTES} bytes")
-    if not data.strip():
+    if not data or data.isspace():  # (no copy of the payload)
         raise PayloadError("payload is empty")
     xml = looks_like_xml(data)
     if xml:  # hostile XML (a DTD, entities, a hidden UTF-16) is refused whatever its root

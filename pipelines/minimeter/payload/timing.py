@@ -79,7 +79,13 @@ def attribute(captured_us: np.ndarray, step_us: int | np.ndarray) -> np.ndarray:
     period (``step_us``: one for all, or one a reading) when the time lies within 1 % of the
     period from it, else the time as sent (also for a period of 0)."""
     captured = np.asarray(captured_us, dtype=np.int64)
-    step = np.broadcast_to(np.asarray(step_us, dtype=np.int64), captured.shape)
+    if isinstance(step_us, int):
+        if step_us <= 0:
+            return captured.copy()
+        nearest = (captured + step_us // 2) // step_us * step_us
+        near = np.abs(captured - nearest) <= step_us // GRID_TOLERANCE_DIVISOR
+        return np.where(near, nearest, captured)
+    step = np.asarray(step_us, dtype=np.int64)
     safe = np.where(step > 0, step, 1)
     nearest = (captured + safe // 2) // safe * safe
     near = (step > 0) & (np.abs(captured - nearest) <= safe // GRID_TOLERANCE_DIVISOR)
