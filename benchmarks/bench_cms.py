@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pki, messages, payloads, three = make_messages(args.gateways, args.days)
     trust = TrustStore((pki.root.cert,), (pki.subca.cert,))
+    at = datetime(2026, 1, 5, tzinfo=UTC) + timedelta(days=args.days + 1)  # processing time
     sizes = [len(m) for m in messages]
     print(
         f"{len(messages)} messages, {statistics.mean(sizes) / 1024:.0f} KiB on average "
@@ -244,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
                 signer_cert=pki.pseudonymiser.cert,
                 chain=chain,
                 trust=trust,
+                at=at,
             )
 
     def minimeter_open() -> None:
         for m in messages:
-            open_message(m, recipient_key=pki.hub.key, recipient_cert=pki.hub.cert, trust=trust)
+            open_message(
+                m, recipient_key=pki.hub.key, recipient_cert=pki.hub.cert, trust=trust, at=at
+            )
 
     def minimeter_resign() -> None:
         for m in messages:
@@ -258,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 signer_cert=pki.pseudonymiser.cert,
                 chain=chain,
                 trust=trust,
+                at=at,
             )
 
     def crypto() -> None:
