@@ -279,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--forward-recipient", default=None, metavar="ID")
     sy.add_argument("--curve", default="brainpoolP256r1")
     sy.add_argument("--zlib-share", type=float, default=0.1, metavar="FRACTION")
+    sy.add_argument(
+        "--k461-style",
+        choices=("real", "simple"),
+        default="real",
+        help="real (default): K461 as PPC gateways write it; simple: the old flat shape",
+    )
     sy.set_defaults(handler=_synth)
 
     pol = commands.add_parser("policy", help="check or explain recipient policies")
@@ -421,6 +427,7 @@ def _synth(args: argparse.Namespace) -> int:
         forward_recipient=args.forward_recipient or DEFAULT_FORWARD_RECIPIENT,
         curve=args.curve,
         zlib_share=args.zlib_share,
+        k461_style=args.k461_style,
     )
     summary = synthesize(config)
     print(

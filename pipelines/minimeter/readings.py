@@ -22,7 +22,7 @@ class ReadingStatus(IntEnum):
     VALID = 0
     """Measured, no error (PPC status 0, PTB status 0)."""
     WARNING = 1
-    """Measured, with a warning that does not affect the value (PTB status 1, 2)."""
+    """Measured, with a warning that does not affect the value (PTB status 1)."""
     NOT_PRESENT = 2
     """Not measured: a placeholder or substitute value (PPC status 3)."""
     INVALID = 3
