@@ -444,9 +444,9 @@ def _meters_csv(*rows: str, header: str = ",".join(METER_COLUMNS)) -> str:
 
 
 METERS_OK = _meters_csv(
-    f"{SECRET_ID},DE,DE-A,s1,household,3500",
-    "MTR0002,DE,DE-A,s1,household,2500",
-    "MTR0003,FR,FR-B,s2,business,9000",
+    f"{SECRET_ID},DE,DE-A,s1,household,3500,EPPC0000000001.SMGW",
+    "MTR0002,DE,DE-A,s1,household,2500,EPPC0000000002.SMGW",
+    "MTR0003,FR,FR-B,s2,business,9000,EPPC0000000003.SMGW",
 )
 CONSENT_OK = (
     ",".join(CONSENT_COLUMNS)
@@ -475,21 +475,21 @@ CSV_CASES: list[tuple[str, Loader, bytes | str, str, tuple[str, ...]]] = [
         "config-invalid",
         ("line 2", "not UTF-8"),
     ),
-    ("short meters.csv row", M, METERS_OK + "onlyone\n", "config-invalid", ("line 5", "1 field(s)", "header has 6")),
-    ("long meters.csv row", M, METERS_OK + f"{SECRET_ID}9,DE,a,s,c,1,extra,more\n", "config-invalid", ("line 5", "8 fields", "header has 6")),
+    ("short meters.csv row", M, METERS_OK + "onlyone\n", "config-invalid", ("line 5", "1 field(s)", "header has 7")),
+    ("long meters.csv row", M, METERS_OK + f"{SECRET_ID}9,DE,a,s,c,1,g,extra\n", "config-invalid", ("line 5", "8 fields", "header has 7")),
     ("short consent.csv row", C, CONSENT_OK + "MTR0003,de-flex\n", "config-invalid", ("line 4", "2 field(s)", "header has 5")),
     ("long consent.csv row", C, CONSENT_OK + "MTR0003,de-flex,2026-01-01T00:00:00Z,,,x\n", "config-invalid", ("line 4", "6 fields")),
     (
         "duplicate meter row",
         M,
-        METERS_OK + f"{SECRET_ID},DE,DE-A,s1,household,3500\n",
+        METERS_OK + f"{SECRET_ID},DE,DE-A,s1,household,3500,EPPC0000000001.SMGW\n",
         "config-invalid",
         ("line 5", "line 2"),
     ),
     (
         "duplicate meter, other case",
         M,
-        METERS_OK + f"{SECRET_ID.lower()},DE,DE-A,s1,household,3500\n",
+        METERS_OK + f"{SECRET_ID.lower()},DE,DE-A,s1,household,3500,EPPC0000000001.SMGW\n",
         "config-invalid",
         ("line 5", "line 2", "ignoring case"),
     ),
@@ -562,7 +562,11 @@ _field = st.text(
 
 @given(
     st.lists(
-        st.tuples(st.from_regex(r"\A[A-Za-z0-9]{1,10}\Z"), *[_field] * 5),
+        st.tuples(
+            st.from_regex(r"\A[A-Za-z0-9]{1,10}\Z"),
+            *[_field] * 5,
+            st.from_regex(r"\AEPPC[0-9]{10}\.SMGW\Z"),  # the gateway column may not be empty
+        ),
         max_size=12,
         unique_by=lambda r: r[0].casefold(),
     ),

@@ -40,7 +40,10 @@ series = st.builds(
     ),
 )
 profiles = st.builds(
-    DecodedProfile, st.text(max_size=30), st.lists(series, max_size=5).map(tuple), st.text(max_size=20)
+    DecodedProfile,
+    st.text(max_size=30),
+    st.lists(series, max_size=5).map(tuple),
+    st.text(max_size=20),
 )
 
 

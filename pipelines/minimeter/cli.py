@@ -391,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the main job on a small synthetic fleet")
     demo.add_argument("--out", default="out/demo", metavar="DIR")
     demo.add_argument("--meters", type=int, default=None, help="default 24")
-    demo.add_argument("--days", type=int, default=None, help="default 32 (all of March 2026, local time)")
+    demo.add_argument(
+        "--days", type=int, default=None, help="default 32 (all of March 2026, local time)"
+    )
     demo.set_defaults(handler=_demo, allow_extra=True)
     return parser
 
