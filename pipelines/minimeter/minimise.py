@@ -205,7 +205,7 @@ def select(
         counts["dropped-retention"] += int((mask & ~recent).sum())
         mask &= recent
         if mask.any():
-            kept.append(_subset(s, mask))
+            kept.append(s.subset(mask))
     return kept, counts
 
 
@@ -214,10 +214,6 @@ def _status_reason(code: int) -> str:
         return ReadingStatus(code).reason
     except ValueError:
         return ReadingStatus.UNKNOWN.reason
-
-
-def _subset(s: DecodedSeries, mask: np.ndarray) -> DecodedSeries:
-    return s.subset(mask)
 
 
 def merge(parts: Iterable[DecodedSeries]) -> tuple[list[DecodedSeries], int]:
@@ -481,7 +477,7 @@ def deliver_meter(
                 counts["dropped-incomplete"] += int((~recent).sum())
                 if recent.any():
                     counts["carried-out"] += int(recent.sum())
-                    carried.append(_subset(leftover, recent))
+                    carried.append(leftover.subset(recent))
         if coarse is None:
             continue
         if policy.delivery == "aggregate":

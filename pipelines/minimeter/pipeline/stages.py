@@ -352,11 +352,10 @@ class _Decode(beam.DoFn):
             return None
         if info.gateway.casefold() != signer.gateway.casefold():
             return "gateway-not-authorised"
+        latest = min(signer.signed_us, signer.valid_until_us)
         for s in profile.series:
             if len(s.captured_us) and (
-                int(s.captured_us.max()) > signer.signed_us
-                or int(s.captured_us.min()) < signer.valid_from_us
-                or int(s.captured_us.max()) > signer.valid_until_us
+                int(s.captured_us.max()) > latest or int(s.captured_us.min()) < signer.valid_from_us
             ):
                 return "untrusted-signer"
         return None
@@ -462,6 +461,7 @@ class _Minimise(beam.DoFn):
         self.meters = MeterRegistry.load(self.meters_path)
         self.consent = ConsentRegistry.load(self.consent_path)
         self.horizons = {p.id: horizon_us(p, self.as_of) for p in self.policies}
+        self.delivered_at_us = int(self.as_of.timestamp() * 1_000_000)
         secret = Path(self.secret_path).read_bytes()
         self.keys = {
             p.id: recipient_key(secret, p.id) for p in self.policies if p.identity == "pseudonym"
@@ -518,7 +518,7 @@ class _Minimise(beam.DoFn):
                     self.horizons[policy.id],
                     wrong,
                     disputed,
-                    delivered_at_us=int(self.as_of.timestamp() * 1_000_000),
+                    delivered_at_us=self.delivered_at_us,
                 )
                 counts.update(c)
                 parts += kept
