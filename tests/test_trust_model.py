@@ -251,3 +251,58 @@ def test_relay_hygiene_strips_originator_info_and_unprotected_attributes(world: 
     assert decrypt(ci, world.hub) == PAYLOAD
     plain = env.untag().dump()
     assert strip_envelope(plain, AUTH_ENVELOPED) == (plain, ())
+
+
+def test_a_prepared_hub_keeps_its_caches_and_nothing_is_remembered_process_wide(
+    world: World,
+) -> None:
+    """``Hub`` (built once per worker in ``DoFn.setup()``) owns its caches: the trust store its
+    checked links, the recipient its identifier answers and key-agreement checks, the signer its
+    DER template. No module of the CMS core holds a memo of certificates or keys."""
+    import minimeter.cms as cms_package
+    from minimeter.cms import (
+        CmsSigner,
+        EnvelopeRecipient,
+        Hub,
+        OpenedMessage,
+        _memo,
+        api,
+        envelope,
+        signed,
+        trust,
+    )
+
+    def hub() -> Hub:
+        return Hub(
+            recipient=EnvelopeRecipient(
+                load_private_key(world.hub.key), load_certificates(world.hub.cert)[0]
+            ),
+            signer=CmsSigner(
+                load_private_key(world.cms_eku.key),
+                load_certificates(world.cms_eku.cert)[0],
+                load_certificates(world.subca.cert),
+            ),
+            trust=world.trust(),
+        )
+
+    first, second = hub(), hub()
+    message = world.message(world.gateway)
+    for _ in range(3):
+        opened = first.open_or_relay(message, at=datetime.now(UTC))
+        assert isinstance(opened, OpenedMessage) and opened.payload == PAYLOAD
+    assert len(first.recipient.identity._answers) == 1
+    assert first.recipient._agreements and not second.recipient._agreements
+    assert not second.recipient.identity._answers
+    opened, resigned = second.open_and_resign(message, at=datetime.now(UTC))
+    assert opened.payload == PAYLOAD
+    relayed, ci = world.base / "prepared-resigned.der", world.base / "prepared-env.der"
+    relayed.write_bytes(resigned)
+    ci.write_bytes(verify(relayed, world.root.cert))  # OpenSSL's eContent: the ContentInfo
+    assert decrypt(ci, world.hub) == PAYLOAD  # openssl verifies our signature and decrypts
+    for module in (cms_package, api, envelope, signed, trust):
+        for name, value in vars(module).items():
+            assert not isinstance(value, _memo.IdentityMemo), (module.__name__, name)
+            wrapped = getattr(value, "__wrapped__", None)
+            if hasattr(value, "cache_info") and wrapped is not None:  # pure memos of DER bytes
+                types = " ".join(map(str, wrapped.__annotations__.values()))
+                assert "Certificate" not in types and "Key" not in types, (module.__name__, name)

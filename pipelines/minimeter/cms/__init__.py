@@ -8,6 +8,7 @@ from __future__ import annotations
 from minimeter.cms.algorithms import ContentCipher, register_content_cipher
 from minimeter.cms.api import (
     HanExport,
+    Hub,
     OpenedMessage,
     Relayed,
     open_and_resign,
@@ -19,14 +20,17 @@ from minimeter.cms.api import (
     verify_detached,
     verify_message,
 )
-from minimeter.cms.envelope import MatchedRecipient, encrypt_envelope
-from minimeter.cms.signed import DEFAULT_MAX_SIZE, make_signed_data
+from minimeter.cms.envelope import EnvelopeRecipient, MatchedRecipient, encrypt_envelope
+from minimeter.cms.signed import DEFAULT_MAX_SIZE, CmsSigner, make_signed_data
 from minimeter.cms.trust import TrustStore, load_certificates
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "CmsSigner",
     "ContentCipher",
+    "EnvelopeRecipient",
     "HanExport",
+    "Hub",
     "MatchedRecipient",
     "OpenedMessage",
     "Relayed",

@@ -10,11 +10,12 @@ from cryptography import x509
 
 from minimeter.cms._read import EnvelopeParts
 from minimeter.cms.envelope import (
+    EnvelopeRecipient,
     IdentifierKind,
     MatchedRecipient,
+    RecipientIdentity,
     RecipientKey,
     addressed_to,
-    decrypt_parts,
     encrypt_envelope,
     read_econtent_envelope,
     strip_envelope,
@@ -23,9 +24,9 @@ from minimeter.cms.signed import (
     DEFAULT_MAX_SIZE,
     ENVELOPE_TYPES,
     OID_DATA,
+    CmsSigner,
     SignerKey,
     VerifiedSignedData,
-    make_signed_data,
     read_signed_parts,
     verify_signed_data,
 )
@@ -71,18 +72,12 @@ def verify_message(
 
 def _decrypt(
     verified: VerifiedSignedData,
-    recipient_key: RecipientKey,
-    recipient_cert: x509.Certificate,
+    recipient: EnvelopeRecipient,
     envelope: tuple[EnvelopeParts, bool] | None = None,
 ) -> OpenedMessage:
     """Decrypt a verified message; ``envelope`` is its envelope when already read."""
     parts, wrapped = envelope or read_econtent_envelope(verified.econtent, verified.econtent_type)
-    decrypted = decrypt_parts(
-        parts,
-        verified.econtent_type,
-        recipient_key=recipient_key,
-        recipient_cert=recipient_cert,
-    )
+    decrypted = recipient.decrypt(parts, verified.econtent_type)
     return OpenedMessage(
         payload=decrypted.content,
         signer=verified.signer,
@@ -109,36 +104,23 @@ def open_message(
     Raises only :class:`~minimeter.errors.CmsError`.
     """
     verified = verify_message(data, trust=trust, at=at, max_size=max_size)
-    return _decrypt(verified, recipient_key, recipient_cert)
+    return _decrypt(verified, EnvelopeRecipient(recipient_key, recipient_cert))
 
 
-def _resign(
-    verified: VerifiedSignedData,
-    signer_key: SignerKey,
-    signer_cert: x509.Certificate,
-    chain: Sequence[x509.Certificate],
-    at: datetime | None,
-) -> bytes:
-    return _resign_stripped(verified, signer_key, signer_cert, chain, at)[0]
+def _resign(verified: VerifiedSignedData, signer: CmsSigner, at: datetime | None) -> bytes:
+    return _resign_stripped(verified, signer, at)[0]
 
 
 def _resign_stripped(
-    verified: VerifiedSignedData,
-    signer_key: SignerKey,
-    signer_cert: x509.Certificate,
-    chain: Sequence[x509.Certificate],
-    at: datetime | None,
+    verified: VerifiedSignedData, signer: CmsSigner, at: datetime | None
 ) -> tuple[bytes, tuple[str, ...]]:
     """The new SignedData, and what relay hygiene removed from the envelope: originatorInfo and
     unprotected attributes go (they can name the gateway); nothing else of the eContent
     changes, and an envelope without them stays byte-identical."""
     econtent, stripped = strip_envelope(verified.econtent, verified.econtent_type)
-    return make_signed_data(
+    return signer.sign(
         econtent,
         verified.econtent_type,
-        signer_key=signer_key,
-        signer_cert=signer_cert,
-        chain=tuple(chain),
         at=at,
         known_digests=() if stripped else verified.econtent_digests,
     ), stripped
@@ -161,7 +143,7 @@ def resign(
     and only ``signer_cert`` + ``chain`` as certificates: nothing of the gateway survives.
     """
     verified = verify_message(data, trust=trust, at=at, max_size=max_size)
-    return _resign(verified, signer_key, signer_cert, chain, at)
+    return _resign(verified, CmsSigner(signer_key, signer_cert, chain), at)
 
 
 def open_and_resign(
@@ -178,8 +160,8 @@ def open_and_resign(
 ) -> tuple[OpenedMessage, bytes]:
     """Both of the above with one signature verification."""
     verified = verify_message(data, trust=trust, at=at, max_size=max_size)
-    opened = _decrypt(verified, recipient_key, recipient_cert)
-    return opened, _resign(verified, signer_key, signer_cert, chain, at)
+    opened = _decrypt(verified, EnvelopeRecipient(recipient_key, recipient_cert))
+    return opened, _resign(verified, CmsSigner(signer_key, signer_cert, chain), at)
 
 
 def seal_message(
@@ -198,14 +180,7 @@ def seal_message(
     content_type, envelope = encrypt_envelope(
         payload, recipients, cipher=cipher, kdf_hash=kdf_hash, identifier=identifier
     )
-    return make_signed_data(
-        envelope,
-        content_type,
-        signer_key=signer_key,
-        signer_cert=signer_cert,
-        chain=tuple(chain),
-        at=at,
-    )
+    return CmsSigner(signer_key, signer_cert, chain).sign(envelope, content_type, at=at)
 
 
 @dataclass(frozen=True)
@@ -255,22 +230,70 @@ def open_or_relay(
     max_size: int = DEFAULT_MAX_SIZE,
     accept_han_export: bool = False,
 ) -> OpenedMessage | Relayed | HanExport:
-    """The data hub's routing: a message for us is opened; one for a forward recipient is
-    re-signed and relayed unread; anything else is ``not-a-recipient``. With
-    ``accept_han_export``, a signed-only message over id-data is a ``HanExport`` (verified like
-    the others); without it, it is ``not-encrypted``."""
-    verified = verify_signed_data(read_signed_parts(data, max_size=max_size), trust=trust, at=at)
-    if accept_han_export and verified.econtent_type == OID_DATA:
-        return HanExport(bytes(verified.econtent), verified.signer, verified.signing_time)
-    if verified.econtent_type not in ENVELOPE_TYPES:
-        raise CmsError(
-            "not-encrypted", f"signed content {verified.econtent_type} is not an encrypted envelope"
+    """``Hub.open_or_relay`` for one message (prepare a ``Hub`` to route many)."""
+    hub = Hub(
+        recipient=EnvelopeRecipient(recipient_key, recipient_cert),
+        signer=CmsSigner(signer_key, signer_cert, chain),
+        trust=trust,
+        forward=forward,
+        max_size=max_size,
+        accept_han_export=accept_han_export,
+    )
+    return hub.open_or_relay(data, at=at)
+
+
+class Hub:
+    """The data hub's CMS side, prepared once (e.g. in ``DoFn.setup()``): our envelope key and
+    certificate, the pseudonymiser's signer, the trust store, and the forward recipients'
+    certificates. Each object keeps the caches of what it owns (the trust store its checked
+    links, the recipient its identifier answers and key-agreement checks, the signer its DER
+    template); nothing is remembered process-wide. Time is given per call (``at=``)."""
+
+    def __init__(
+        self,
+        *,
+        recipient: EnvelopeRecipient,
+        signer: CmsSigner,
+        trust: TrustStore,
+        forward: Sequence[tuple[str, x509.Certificate]] = (),
+        max_size: int = DEFAULT_MAX_SIZE,
+        accept_han_export: bool = False,
+    ) -> None:
+        self.recipient = recipient
+        self.signer = signer
+        self.trust = trust
+        self.forward_ids = tuple(rid for rid, _ in forward)
+        self._addressees = (recipient.identity, *(RecipientIdentity(c) for _, c in forward))
+        self.max_size = max_size
+        self.accept_han_export = accept_han_export
+
+    def verify(self, data: bytes, *, at: datetime) -> VerifiedSignedData:
+        return verify_signed_data(
+            read_signed_parts(data, max_size=self.max_size), trust=self.trust, at=at
         )
-    envelope = read_econtent_envelope(verified.econtent, verified.econtent_type)
-    certs = [recipient_cert, *(cert for _, cert in forward)]
-    hits = addressed_to(envelope[0], certs)
-    if 0 in hits or not hits:  # _decrypt raises not-a-recipient if no entry names us
-        return _decrypt(verified, recipient_key, recipient_cert, envelope)
-    recipient_id = forward[hits[0] - 1][0]
-    message, stripped = _resign_stripped(verified, signer_key, signer_cert, chain, at)
-    return Relayed(recipient_id, message, verified.signing_time, stripped)
+
+    def open_or_relay(self, data: bytes, *, at: datetime) -> OpenedMessage | Relayed | HanExport:
+        """The data hub's routing: a message for us is opened; one for a forward recipient is
+        re-signed and relayed unread; anything else is ``not-a-recipient``. With
+        ``accept_han_export``, a signed-only message over id-data is a ``HanExport`` (verified
+        like the others); without it, it is ``not-encrypted``."""
+        verified = self.verify(data, at=at)
+        if self.accept_han_export and verified.econtent_type == OID_DATA:
+            return HanExport(bytes(verified.econtent), verified.signer, verified.signing_time)
+        if verified.econtent_type not in ENVELOPE_TYPES:
+            raise CmsError(
+                "not-encrypted",
+                f"signed content {verified.econtent_type} is not an encrypted envelope",
+            )
+        envelope = read_econtent_envelope(verified.econtent, verified.econtent_type)
+        hits = addressed_to(envelope[0], self._addressees)
+        if 0 in hits or not hits:  # _decrypt raises not-a-recipient if no entry names us
+            return _decrypt(verified, self.recipient, envelope)
+        recipient_id = self.forward_ids[hits[0] - 1]
+        message, stripped = _resign_stripped(verified, self.signer, at)
+        return Relayed(recipient_id, message, verified.signing_time, stripped)
+
+    def open_and_resign(self, data: bytes, *, at: datetime) -> tuple[OpenedMessage, bytes]:
+        """Verify once, decrypt for us and re-sign."""
+        verified = verify_message(data, trust=self.trust, at=at, max_size=self.max_size)
+        return _decrypt(verified, self.recipient), _resign(verified, self.signer, at)

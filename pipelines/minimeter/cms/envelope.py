@@ -36,7 +36,6 @@ from minimeter.cms._asn1 import (
     outer_header,
     same_name,
 )
-from minimeter.cms._memo import IdentityMemo
 from minimeter.cms._read import (
     OID_AUTH_ENVELOPED_DATA,
     OID_ENVELOPED_DATA,
@@ -75,17 +74,83 @@ class DecryptedContent:
     recipient: MatchedRecipient
 
 
-@dataclass(frozen=True)
-class _OurIdentity:
-    issuer: asn1_x509.Name
-    serial: int
-    ski: bytes | None
+_ANSWERS_LIMIT = 1024
+"""Recipient identifiers a prepared object remembers answers for (then it starts afresh)."""
 
 
-@functools.lru_cache(maxsize=64)
-def _identity(cert: x509.Certificate) -> _OurIdentity:
-    a_cert = asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
-    return _OurIdentity(a_cert.issuer, a_cert.serial_number, a_cert.key_identifier)
+class RecipientIdentity:
+    """A certificate as recipient entries name it (issuer and serial, subject key identifier),
+    prepared once, with the answers for the identifiers seen so far: a fleet's messages name
+    the same few certificates over and over."""
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        a_cert = asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+        self.cert = cert
+        self.issuer: asn1_x509.Name = a_cert.issuer
+        self.serial: int = a_cert.serial_number
+        self.ski: bytes | None = a_cert.key_identifier
+        self._answers: dict[tuple[bytes, bool], IdentifierKind | None] = {}
+
+    def named_by(self, rid_der: bytes, *, kari: bool) -> IdentifierKind | None:
+        """Whether a recipient identifier names this certificate, and how."""
+        key = (rid_der, kari)
+        if key in self._answers:
+            return self._answers[key]
+        answer = self._compare(rid_der, kari=kari)
+        if len(self._answers) >= _ANSWERS_LIMIT:
+            self._answers.clear()
+        self._answers[key] = answer
+        return answer
+
+    def _compare(self, rid_der: bytes, *, kari: bool) -> IdentifierKind | None:
+        try:
+            spec = cms.KeyAgreementRecipientIdentifier if kari else cms.RecipientIdentifier
+            rid = spec.load(rid_der)
+            if rid.name == "issuer_and_serial_number":
+                chosen = rid.chosen
+                if chosen["serial_number"].native == self.serial and same_name(
+                    chosen["issuer"], self.issuer
+                ):
+                    return "issuer-and-serial"
+                return None
+            ski = rid.chosen["subject_key_identifier"].native if kari else rid.chosen.native
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise CmsError("malformed", "a RecipientInfo is invalid") from None
+        if self.ski is not None and ski == self.ski:
+            return "subject-key-identifier"
+        return None
+
+
+_Agreement = tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]
+
+
+class EnvelopeRecipient:
+    """Our key and certificate, prepared to open envelopes: the certificate's identity and, per
+    key-agreement algorithm set seen, the checked curve, KDF hash and KEK size (every message
+    of a fleet repeats them). Build it once (e.g. in ``DoFn.setup()``) and reuse it."""
+
+    def __init__(self, key: RecipientKey, cert: x509.Certificate) -> None:
+        self.key = key
+        self.identity = RecipientIdentity(cert)
+        self._agreements: dict[tuple[object, ...], _Agreement] = {}
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return self.identity.cert
+
+    def agreement(self, kari: KariParts) -> _Agreement:
+        key = (kari.scheme, kari.wrap, kari.originator, kari.key_algorithm, kari.curve)
+        found = self._agreements.get(key)
+        if found is None:
+            found = _agreement(kari, self.key)
+            if len(self._agreements) >= _ANSWERS_LIMIT:
+                self._agreements.clear()
+            self._agreements[key] = found
+        return found
+
+    def decrypt(self, parts: EnvelopeParts, envelope_type: str) -> DecryptedContent:
+        """Decrypt an envelope already read into parts."""
+        return decrypt_parts(parts, envelope_type, recipient=self)
 
 
 def unwrap_envelope(econtent: Octets, econtent_type: str) -> tuple[Octets, bool]:
@@ -129,8 +194,7 @@ def decrypt_parts(
     parts: EnvelopeParts,
     envelope_type: str,
     *,
-    recipient_key: RecipientKey,
-    recipient_cert: x509.Certificate,
+    recipient: EnvelopeRecipient,
 ) -> DecryptedContent:
     """Decrypt an envelope already read into parts."""
     if parts.ciphertext is None:
@@ -141,7 +205,7 @@ def decrypt_parts(
             "unsupported-algorithm",
             f"{cipher.name} cannot be used in this envelope type",
         )
-    matched, cek = _recover_content_key(parts.recipients, recipient_cert, recipient_key)
+    matched, cek = _recover_content_key(parts.recipients, recipient)
     if len(cek) != cipher.key_size:
         raise CmsError("decryption-failed", "content key length does not fit the cipher")
     assert cipher.decrypt is not None  # content_cipher() guarantees it
@@ -211,60 +275,37 @@ def strip_envelope(econtent: Octets, econtent_type: str) -> tuple[bytes, tuple[s
     return bytes(info.dump()), present
 
 
-def addressed_to(parts: EnvelopeParts, certs: Sequence[x509.Certificate]) -> list[int]:
-    """Indices of ``certs`` that some recipient entry of the envelope names (no decryption)."""
+def addressed_to(parts: EnvelopeParts, identities: Sequence[RecipientIdentity]) -> list[int]:
+    """Indices of ``identities`` that some recipient entry of the envelope names (no
+    decryption)."""
     rids: list[tuple[bytes, bool]] = []
     for recipient in parts.recipients:
         if isinstance(recipient, KariParts):
             rids += [(rid, True) for rid, _key in recipient.keys]
         elif isinstance(recipient, KtriParts):
             rids.append((recipient.rid, False))
-    return [i for i, cert in enumerate(certs) if any(_matches(r, cert, kari=k) for r, k in rids)]
+    return [
+        i
+        for i, identity in enumerate(identities)
+        if any(identity.named_by(r, kari=k) for r, k in rids)
+    ]
 
 
 def _recover_content_key(
-    recipients: Sequence[RecipientParts], cert: x509.Certificate, key: RecipientKey
+    recipients: Sequence[RecipientParts], us: EnvelopeRecipient
 ) -> tuple[MatchedRecipient, bytes]:
     for index, recipient in enumerate(recipients):
         if isinstance(recipient, KariParts):
             for key_index, (rid, wrapped) in enumerate(recipient.keys):
-                ident = _matches(rid, cert, kari=True)
+                ident = us.identity.named_by(rid, kari=True)
                 if ident is not None:
                     matched = MatchedRecipient(index, "kari", ident, key_index)
-                    return matched, _kari_unwrap(recipient, wrapped, key)
+                    return matched, _kari_unwrap(recipient, wrapped, us)
         elif isinstance(recipient, KtriParts):
-            ident = _matches(recipient.rid, cert, kari=False)
+            ident = us.identity.named_by(recipient.rid, kari=False)
             if ident is not None:
-                return MatchedRecipient(index, "ktri", ident), _ktri_decrypt(recipient, key)
+                return MatchedRecipient(index, "ktri", ident), _ktri_decrypt(recipient, us.key)
     raise CmsError("not-a-recipient", "no recipient entry matches our certificate")
-
-
-_MATCHES: IdentityMemo[IdentifierKind | None] = IdentityMemo()
-
-
-def _matches(rid_der: bytes, cert: x509.Certificate, *, kari: bool) -> IdentifierKind | None:
-    """Whether a recipient identifier names ``cert``, and how (remembered: fleets repeat)."""
-    return _MATCHES.get((rid_der, kari), (cert,), lambda: _compare_rid(rid_der, cert, kari=kari))
-
-
-def _compare_rid(rid_der: bytes, cert: x509.Certificate, *, kari: bool) -> IdentifierKind | None:
-    try:
-        spec = cms.KeyAgreementRecipientIdentifier if kari else cms.RecipientIdentifier
-        rid = spec.load(rid_der)
-        me = _identity(cert)
-        if rid.name == "issuer_and_serial_number":
-            chosen = rid.chosen
-            if chosen["serial_number"].native == me.serial and same_name(
-                chosen["issuer"], me.issuer
-            ):
-                return "issuer-and-serial"
-            return None
-        ski = rid.chosen["subject_key_identifier"].native if kari else rid.chosen.native
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        raise CmsError("malformed", "a RecipientInfo is invalid") from None
-    if me.ski is not None and ski == me.ski:
-        return "subject-key-identifier"
-    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -285,12 +326,9 @@ def _curve_name(oid: str) -> str | None:
         return None
 
 
-def _kari_unwrap(kari: KariParts, wrapped: bytes, key: RecipientKey) -> bytes:
-    curve, kdf_hash, kek_size = _AGREEMENTS.get(
-        (kari.scheme, kari.wrap, kari.originator, kari.key_algorithm, kari.curve),
-        (key,),
-        lambda: _agreement(kari, key),
-    )
+def _kari_unwrap(kari: KariParts, wrapped: bytes, us: EnvelopeRecipient) -> bytes:
+    curve, kdf_hash, kek_size = us.agreement(kari)
+    key = us.key
     wrap, point = kari.wrap, kari.point
     if wrap is None or point is None or not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CmsError("malformed", "key agreement entry is incomplete")  # _agreement refuses these
@@ -308,13 +346,9 @@ def _kari_unwrap(kari: KariParts, wrapped: bytes, key: RecipientKey) -> bytes:
         raise CmsError("decryption-failed", "AES key unwrap failed") from None
 
 
-_Agreement = tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]
-_AGREEMENTS: IdentityMemo[_Agreement] = IdentityMemo(limit=256)
-
-
 def _agreement(kari: KariParts, key: RecipientKey) -> _Agreement:
     """Our curve, the KDF hash and the KEK size for a key agreement entry, once its algorithms
-    are checked (remembered per algorithm set and key: every message of a fleet repeats them)."""
+    are checked (``EnvelopeRecipient.agreement`` remembers them per algorithm set)."""
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CmsError("decryption-failed", "key agreement entry but our key is not an EC key")
     kdf_hash = alg.ECDH_SCHEMES.get(kari.scheme)
@@ -444,7 +478,7 @@ def encrypt_envelope(
 def _rid(
     cert: x509.Certificate, identifier: IdentifierKind, *, kari: bool
 ) -> cms.RecipientIdentifier:
-    me = _identity(cert)
+    me = RecipientIdentity(cert)
     if identifier == "subject-key-identifier":
         if me.ski is None:
             raise CmsError("malformed", "recipient certificate has no subjectKeyIdentifier")

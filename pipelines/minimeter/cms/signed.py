@@ -359,17 +359,6 @@ class _SignerTemplate:
     """The SignedData's certificates field: the CertificateSet as [0] IMPLICIT."""
 
 
-_TEMPLATES: IdentityMemo[_SignerTemplate] = IdentityMemo(limit=16)
-
-
-def _template(
-    signer_cert: x509.Certificate, chain: tuple[x509.Certificate, ...], rsa_key: bool
-) -> _SignerTemplate:
-    return _TEMPLATES.get(
-        rsa_key, (signer_cert, *chain), lambda: _make_template(signer_cert, chain, rsa_key)
-    )
-
-
 def _make_template(
     signer_cert: x509.Certificate, chain: tuple[x509.Certificate, ...], rsa_key: bool
 ) -> _SignerTemplate:
@@ -448,6 +437,49 @@ def _signing_time(when: datetime) -> bytes:
     return _attribute(_ATTR_SIGNING_TIME, value.dump())
 
 
+class CmsSigner:
+    """A signing key with its certificate and chain, prepared once: the DER of everything in a
+    SignedData that depends only on the signer (digest and signature algorithms, signer
+    identifier, certificate set) is made when the object is built, and ``sign`` adds the
+    per-message parts. Build it once (e.g. in ``DoFn.setup()``) and reuse it."""
+
+    def __init__(
+        self,
+        key: SignerKey,
+        cert: x509.Certificate,
+        chain: Sequence[x509.Certificate] = (),
+    ) -> None:
+        self.key = key
+        self.cert = cert
+        self.chain = tuple(chain)
+        self._template = _make_template(cert, self.chain, isinstance(key, rsa.RSAPrivateKey))
+
+    def sign(
+        self,
+        econtent: Octets,
+        econtent_type: str,
+        *,
+        at: datetime | None = None,
+        known_digests: tuple[tuple[str, bytes], ...] = (),
+        detached: bool = False,
+    ) -> bytes:
+        """A DER ContentInfo(SignedData) over ``econtent`` with one SignerInfo by this signer.
+
+        ``detached`` leaves the eContent out (a detached signature over ``econtent``).
+
+        Signed attributes are contentType, messageDigest and signingTime; the certificate set
+        is the signer certificate followed by the chain. ``known_digests`` lets a caller reuse a
+        digest of ``econtent`` it already computed. ``econtent`` is carried as opaque bytes,
+        byte for byte.
+
+        Every element is encoded by asn1crypto: the signer-dependent ones once, when the signer
+        is built, the per-message ones here, and asn1crypto's header encoder puts the TLVs
+        together (building the whole tree as asn1crypto objects costs more than the signature);
+        the eContent is copied once, into the result.
+        """
+        return _sign(self.key, self._template, econtent, econtent_type, at, known_digests, detached)
+
+
 def make_signed_data(
     econtent: Octets,
     econtent_type: str,
@@ -459,20 +491,22 @@ def make_signed_data(
     known_digests: tuple[tuple[str, bytes], ...] = (),
     detached: bool = False,
 ) -> bytes:
-    """A DER ContentInfo(SignedData) over ``econtent`` with one SignerInfo by ``signer_key``.
+    """One SignedData by a signer used once (see ``CmsSigner.sign``; prepare a ``CmsSigner``
+    to sign many)."""
+    return CmsSigner(signer_key, signer_cert, chain).sign(
+        econtent, econtent_type, at=at, known_digests=known_digests, detached=detached
+    )
 
-    ``detached`` leaves the eContent out (a detached signature over ``econtent``).
 
-    Signed attributes are contentType, messageDigest and signingTime; the certificate set is the
-    signer certificate followed by ``chain``. ``known_digests`` lets a caller reuse a digest of
-    ``econtent`` it already computed. ``econtent`` is carried as opaque bytes, byte for byte.
-
-    Every element is encoded by asn1crypto; the signer-dependent ones once per signer
-    (``_template``), the per-message ones here, and asn1crypto's header encoder puts the TLVs
-    together (building the whole tree as asn1crypto objects costs more than the signature); the
-    eContent is copied once, into the result.
-    """
-    tpl = _template(signer_cert, tuple(chain), isinstance(signer_key, rsa.RSAPrivateKey))
+def _sign(
+    signer_key: SignerKey,
+    tpl: _SignerTemplate,
+    econtent: Octets,
+    econtent_type: str,
+    at: datetime | None,
+    known_digests: tuple[tuple[str, bytes], ...],
+    detached: bool,
+) -> bytes:
     when = (at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     digest = tpl.digest
     content_digest = dict(known_digests).get(digest.name) or _digest(digest, econtent)

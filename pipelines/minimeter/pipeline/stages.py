@@ -25,7 +25,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from minimeter.cms import HanExport, Relayed, TrustStore, open_or_relay
+from minimeter.cms import CmsSigner, EnvelopeRecipient, HanExport, Hub, Relayed, TrustStore
 from minimeter.cms.signed import DEFAULT_MAX_SIZE
 from minimeter.errors import CmsError, PayloadError
 from minimeter.keys import load_certificates, load_private_key
@@ -204,33 +204,29 @@ class _Open(beam.DoFn):
 
     def setup(self) -> None:
         p = self.pki
-        self.trust = TrustStore.from_files(
-            [p.file("trust-anchor.pem")], [p.file("intermediates.pem")], p.crls, at=self.at
+        self.hub = Hub(
+            recipient=EnvelopeRecipient(
+                load_private_key(p.file("hub-key.pem")),
+                load_certificates(p.file("hub-cert.pem"))[0],
+            ),
+            signer=CmsSigner(
+                load_private_key(p.file("pseudonymiser-key.pem")),
+                load_certificates(p.file("pseudonymiser-cert.pem"))[0],
+                load_certificates(p.file("pseudonymiser-chain.pem")),
+            ),
+            trust=TrustStore.from_files(
+                [p.file("trust-anchor.pem")], [p.file("intermediates.pem")], p.crls, at=self.at
+            ),
+            forward=[
+                (rid, load_certificates(p.file(f"forward-{rid}-cert.pem"))[0]) for rid in p.forward
+            ],
+            accept_han_export=self.accept_han_export,
         )
-        self.hub_key = load_private_key(p.file("hub-key.pem"))
-        self.hub_cert = load_certificates(p.file("hub-cert.pem"))[0]
-        self.signer_key = load_private_key(p.file("pseudonymiser-key.pem"))
-        self.signer_cert = load_certificates(p.file("pseudonymiser-cert.pem"))[0]
-        self.chain = load_certificates(p.file("pseudonymiser-chain.pem"))
-        self.forward = [
-            (rid, load_certificates(p.file(f"forward-{rid}-cert.pem"))[0]) for rid in p.forward
-        ]
 
     def process(self, element: tuple[str, bytes]) -> Iterator[Any]:
         name, data = element
         try:
-            result = open_or_relay(
-                data,
-                recipient_key=self.hub_key,
-                recipient_cert=self.hub_cert,
-                forward=self.forward,
-                signer_key=self.signer_key,
-                signer_cert=self.signer_cert,
-                chain=self.chain,
-                trust=self.trust,
-                at=self.at,
-                accept_han_export=self.accept_han_export,
-            )
+            result = self.hub.open_or_relay(data, at=self.at)
         except CmsError as exc:
             self.dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(name, "open", exc.category))

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from asn1crypto import cms
 from cryptography import x509
 
-from minimeter.cms import encrypt_envelope, make_signed_data, seal_message
+from minimeter.cms import CmsSigner, encrypt_envelope
 from minimeter.errors import ConfigError
 from minimeter.obis import OBIS_TABLE, scale
 from minimeter.payload.k461 import STYLES, Series, encode_profile
@@ -337,6 +337,7 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True) -> SynthSummary:
     for meter in meters:
         gateway_id = meter.gateway
         gateway = pki.gateway(gateway_id)
+        signer = CmsSigner(gateway.key, gateway.cert, [pki.subca.cert])  # one per gateway
         gateway_key = hashlib.sha512(seed_bytes + b"/smgw-key/" + gateway_id.encode()).digest()
         written_id = meter.meter.lower() if cfg.k461_style == "real" else meter.meter
         meter_rng = np.random.default_rng([cfg.seed, meter.index])
@@ -363,7 +364,7 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True) -> SynthSummary:
             forward = key in plan.forward
             recipient = forward_cert if forward else pki.hub.cert
             message = _message(
-                fault, payload, recipient, gateway, pki, stranger, gateway_id, sent_at
+                fault, payload, recipient, signer, pki, stranger, gateway_id, sent_at
             )
             path = out / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -404,15 +405,15 @@ def _message(
     fault: str | None,
     payload: bytes,
     recipient: x509.Certificate,
-    gateway: Identity,
+    signer: CmsSigner,
     pki: TestPki,
     stranger: Identity,
     gateway_id: str,
     at: datetime,
 ) -> bytes:
-    chain = [pki.subca.cert]
     if fault == "expired-certificate":
-        gateway = pki.gateway(gateway_id, expired=True)
+        expired = pki.gateway(gateway_id, expired=True)
+        signer = CmsSigner(expired.key, expired.cert, signer.chain)
     if fault == "wrong-recipient":
         recipient = stranger.cert
     if fault == "tampered-ciphertext":
@@ -421,22 +422,9 @@ def _message(
             "encrypted_content"
         ].native
         envelope = _flip_inside(envelope, ciphertext, len(ciphertext) // 2)
-        return make_signed_data(
-            envelope,
-            content_type,
-            signer_key=gateway.key,
-            signer_cert=gateway.cert,
-            chain=tuple(chain),
-            at=at,
-        )
-    message = seal_message(
-        payload,
-        [recipient],
-        signer_key=gateway.key,
-        signer_cert=gateway.cert,
-        chain=chain,
-        at=at,
-    )
+        return signer.sign(envelope, content_type, at=at)
+    content_type, envelope = encrypt_envelope(payload, [recipient])
+    message = signer.sign(envelope, content_type, at=at)
     if fault == "bad-signature":
         signature = cms.ContentInfo.load(message)["content"]["signer_infos"][0]["signature"].native
         return _flip_inside(message, signature, len(signature) // 2)
