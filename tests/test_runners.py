@@ -9,10 +9,8 @@ readings in the runner's shuffle instead of the encrypted spill give the same da
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -22,21 +20,8 @@ from pipeline_helpers import all_rows, run_cli
 
 from minimeter.synth.generate import SynthConfig, synthesize
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(port: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on {port}")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "engines"))
+from engines import free_port, wait_for  # noqa: E402  (the engine scripts' own helpers)
 
 
 @pytest.fixture(scope="module")
