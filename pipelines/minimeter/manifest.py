@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from minimeter.cms import TrustStore, make_signed_data, verify_detached
 from minimeter.cms.signed import OID_DATA
 from minimeter.errors import CmsError
+from minimeter.files import atomic_write
 from minimeter.keys import load_certificates, load_private_key
 from minimeter.layout import INDEX, MANIFEST, SIGNATURE, OutLayout, RecipientTree
 from minimeter.policy.model import Policy
@@ -72,13 +73,6 @@ class Signer:
         )
 
 
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def _encode(doc: dict[str, object]) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -121,8 +115,8 @@ def write_manifest(
         "rows": total,
     }
     data = _encode(doc)
-    _write(tree.manifest, data)
-    _write(tree.signature, signer.sign(data))
+    atomic_write(tree.manifest, data, durable=True)
+    atomic_write(tree.signature, signer.sign(data), durable=True)
     return Manifest(recipient, tree.run_id, hashlib.sha256(data).hexdigest(), len(files), total)
 
 
@@ -154,8 +148,8 @@ def write_index(layout: OutLayout, recipient: str, signer: Signer) -> None:
             }
         )
     data = _encode({"format": INDEX_FORMAT, "recipient": recipient, "runs": runs})
-    _write(layout.index(recipient), data)
-    _write(layout.index_signature(recipient), signer.sign(data))
+    atomic_write(layout.index(recipient), data, durable=True)
+    atomic_write(layout.index_signature(recipient), signer.sign(data), durable=True)
 
 
 # --- verification -----------------------------------------------------------------------------

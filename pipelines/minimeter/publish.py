@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from minimeter.errors import MinimeterError
+from minimeter.files import atomic_write, sync_tree
 from minimeter.layout import OutLayout, Staging
 
 CRASH_AT = "MINIMETER_CRASH_AT"
@@ -146,9 +147,10 @@ class PublishRecord:
     """The run whose carried readings this run consumed."""
 
     def write(self, staging: Staging) -> None:
-        tmp = staging.publish_record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), sort_keys=True))
-        os.replace(tmp, staging.publish_record)
+        """The commit: the staged files are on disk before the record that publishes them."""
+        sync_tree(staging.base)
+        data = json.dumps(asdict(self), sort_keys=True).encode()
+        atomic_write(staging.publish_record, data, durable=True)
 
     @classmethod
     def read(cls, staging: Staging) -> PublishRecord | None:
@@ -264,10 +266,7 @@ def set_state_head(layout: OutLayout, run_id: str, consumed: str | None) -> None
     runs = dict(doc.get("runs", {}))  # type: ignore[call-overload]
     runs[run_id] = {"consumed": consumed}
     doc = {"head": run_id, "runs": runs}
-    layout.state_root.mkdir(parents=True, exist_ok=True)
-    tmp = layout.state_index.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, sort_keys=True))
-    os.replace(tmp, layout.state_index)
+    atomic_write(layout.state_index, json.dumps(doc, sort_keys=True).encode(), durable=True)
     for name in [p.name for p in layout.state_root.iterdir() if p.is_dir()]:
         if name not in (run_id, consumed):  # only the head and what it consumed are kept
             shutil.rmtree(layout.state(name), ignore_errors=True)

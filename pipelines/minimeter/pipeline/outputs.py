@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from minimeter.files import atomic_write
 from minimeter.minimise import Deliverable
 from minimeter.policy.load import SCHEMAS
 
@@ -28,14 +28,6 @@ def arrow_schema(name: str) -> pa.Schema:
     return pa.schema(
         [pa.field(f["name"], _TYPES[f["type"]], nullable=f.get("nullable", True)) for f in spec]
     )
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Readers see the old file or the complete new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def deliverable_table(rows: list[Deliverable], *, aggregate: bool) -> pa.Table:

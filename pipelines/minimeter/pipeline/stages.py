@@ -28,6 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from minimeter.cms import CmsSigner, EnvelopeRecipient, HanExport, Hub, Relayed, TrustStore
 from minimeter.cms.signed import DEFAULT_MAX_SIZE
 from minimeter.errors import CmsError, PayloadError
+from minimeter.files import atomic_write
 from minimeter.keys import load_certificates, load_private_key
 from minimeter.layout import RecipientTree, Staging
 from minimeter.minimise import (
@@ -43,7 +44,7 @@ from minimeter.minimise import (
 )
 from minimeter.payload import decode_payload
 from minimeter.pipeline.inputs import match_inputs
-from minimeter.pipeline.outputs import atomic_write, deliverable_table, forward_name, write_parquet
+from minimeter.pipeline.outputs import deliverable_table, forward_name, write_parquet
 from minimeter.policy.model import Policy
 from minimeter.pseudonym import offset_key, pseudonym, recipient_key
 from minimeter.readings import DecodedProfile, DecodedSeries

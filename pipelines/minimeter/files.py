@@ -1,0 +1,50 @@
+"""Writing a file so that readers see the old one or the complete new one, never a partial one.
+
+Every writer of Minimeter's local files goes through ``atomic_write``: data files, relayed
+messages, manifests and their signatures, indexes, the publish record, the state chain, the run
+summary and the CLI's outputs. ``durable=True`` also flushes the file and its directory to disk
+before returning, for the records a crashed machine must find as they were (the publish record,
+the state chain, manifests): a rename is atomic, but without ``fsync`` it may reach the disk
+before the data it names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` by a temporary file in the same directory and one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync(path.parent)
+
+
+def sync_tree(root: Path) -> None:
+    """Flush every file and directory below ``root`` to disk (before a record that names them)."""
+    if not root.is_dir():
+        return
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            _fsync(Path(directory, name))
+        _fsync(Path(directory))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
