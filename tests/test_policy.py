@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 import sys
@@ -257,6 +258,22 @@ def test_explain_mentions_sources_obis_and_risks() -> None:
     assert "SLC 47" in gb and "'gb-daily-readings'" in gb and "Unconfirmed" in gb
     with pytest.raises(KeyError):
         explain(ps, "nobody")
+
+
+def test_policy_explain_and_the_report_share_one_explanation() -> None:
+    """``policy explain`` prints the text of the same ``PolicyExplanation`` the report renders
+    as HTML (tests/test_auditor.py checks the report holds that HTML)."""
+    from minimeter.policy.explain import PolicyExplanation, explanation
+
+    ps = load_policy_set(ROOT)
+    for p in ps.policies:
+        e = explanation(ps, p.id)
+        assert isinstance(e, PolicyExplanation) and explain(ps, p.id) == e.text()
+        page = e.html()
+        for part in e.parts:
+            assert html.escape(part.text) in page
+            assert all(html.escape(d) in page for d in part.details)
+        assert e.text().startswith(f"{p.id}: {p.name}\n\nRole {p.role} in {p.jurisdiction}")
 
 
 def test_cli_explain_unknown_recipient() -> None:

@@ -1,6 +1,10 @@
-"""Plain-language summary of what a recipient receives and why (``minimeter policy explain``)."""
+"""Plain-language summary of what a recipient receives and why: one ``PolicyExplanation`` per
+recipient, shown by ``minimeter policy explain`` (text) and the report (HTML, Markdown)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
 
 from minimeter.obis import OBIS_TABLE
 from minimeter.policy.model import Policy, PolicySet
@@ -70,7 +74,97 @@ def obis_lines(policy: Policy) -> list[str]:
     return lines
 
 
-def explain(ps: PolicySet, recipient_id: str) -> str:
+@dataclass(frozen=True)
+class Part:
+    """One statement of an explanation: ``label: text``, with indented details."""
+
+    label: str
+    text: str
+    details: tuple[str, ...] = ()
+    sep: str = ": "
+    """Between label and text in the text form (``Role dso in DE``: a space)."""
+
+
+@dataclass(frozen=True)
+class RiskNote:
+    """A DPIA risk with the controls that concern the recipient."""
+
+    heading: str
+    controls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyExplanation:
+    """What a recipient receives and why, derived once (``explanation``) and rendered as text
+    for ``minimeter policy explain`` and as HTML or Markdown for the report."""
+
+    recipient: str
+    name: str
+    header: tuple[Part, ...]
+    """Role, legal basis, purpose, policy file."""
+    delivery: str
+    obis: tuple[str, ...]
+    parts: tuple[Part, ...]
+    """Granularity, consent, retention, identity, scope."""
+    dpia: str | None
+    risks: tuple[RiskNote, ...]
+
+    def text(self) -> str:
+        out = [f"{self.recipient}: {self.name}", ""]
+        out += [_line(h) for h in self.header]
+        out.append("")
+        out.append(f"Delivery: {self.delivery}")
+        out += [f"  - {line}" for line in self.obis]
+        out.append("")
+        for part in self.parts:
+            out.append(_line(part))
+            out += [f"  {d}" for d in part.details]
+        if self.dpia:
+            out += ["", self.dpia]
+            for risk in self.risks:
+                out.append(f"  {risk.heading}")
+                out += [f"     {c}" for c in risk.controls]
+        return "\n".join(out) + "\n"
+
+    def markdown(self) -> str:
+        out = [f"- **{h.label}**: {h.text}" for h in self.header]
+        out.append(f"- **Delivery**: {self.delivery}")
+        out += [f"  - `{line}`" for line in self.obis]
+        for part in self.parts:
+            out.append(f"- **{part.label}**: {part.text}")
+            out += [f"  - {d}" for d in part.details]
+        if self.dpia:
+            out.append(f"- **DPIA**: {self.dpia}")
+            for risk in self.risks:
+                out.append(f"  - {risk.heading}")
+                out += [f"    - {c}" for c in risk.controls]
+        return "\n".join(out) + "\n"
+
+    def html(self) -> str:
+        def row(label: str, body: str) -> str:
+            return f"<tr><th>{escape(label)}</th><td>{body}</td></tr>"
+
+        def items(lines: tuple[str, ...], code: bool = False) -> str:
+            if not lines:
+                return ""
+            wrap = (lambda t: f"<code>{escape(t)}</code>") if code else escape
+            return "<ul>" + "".join(f"<li>{wrap(t)}</li>" for t in lines) + "</ul>"
+
+        rows = [row(h.label, escape(h.text)) for h in self.header]
+        rows.append(row("Delivery", escape(self.delivery) + items(self.obis, code=True)))
+        rows += [row(p.label, escape(p.text) + items(p.details)) for p in self.parts]
+        if self.dpia:
+            risks = "".join(f"<li>{escape(r.heading)}{items(r.controls)}</li>" for r in self.risks)
+            rows.append(row("DPIA", escape(self.dpia) + (f"<ul>{risks}</ul>" if risks else "")))
+        return "<table class='explain'>" + "".join(rows) + "</table>"
+
+
+def _line(part: Part) -> str:
+    return f"{part.label}{part.sep}{part.text}"
+
+
+def explanation(ps: PolicySet, recipient_id: str) -> PolicyExplanation:
+    """The explanation of one recipient's policy; KeyError for an unknown recipient."""
     p = ps.policy(recipient_id)
     if p is None:
         known = ", ".join(sorted(x.id for x in ps.policies))
@@ -78,82 +172,105 @@ def explain(ps: PolicySet, recipient_id: str) -> str:
     baseline = ps.baseline(p.jurisdiction)
     rule = baseline.rule(p.role) if baseline else None
     dpia = ps.dpia(p.dpia)
-    out = [f"{p.id}: {p.name}", ""]
-    out.append(f"Role {p.role} in {p.jurisdiction}" + (f" ({baseline.name})" if baseline else ""))
-    out.append(f"Legal basis: GDPR Art. {p.legal_basis} ({LEGAL_BASES[p.legal_basis]})")
-    out.append(f"Purpose: {p.purpose}")
-    out.append(f"Policy file: {p.file}")
-    out.append("")
+    header = (
+        Part(
+            "Role",
+            f"{p.role} in {p.jurisdiction}" + (f" ({baseline.name})" if baseline else ""),
+            sep=" ",
+        ),
+        Part("Legal basis", f"GDPR Art. {p.legal_basis} ({LEGAL_BASES[p.legal_basis]})"),
+        Part("Purpose", p.purpose),
+        Part("Policy file", p.file),
+    )
     if p.delivery == "cms-forward":
-        out.append(
-            "Delivery: gateway messages encrypted end to end to this recipient's certificate are relayed "
+        delivery = (
+            "gateway messages encrypted end to end to this recipient's certificate are relayed "
             "unread; the gateway's signature is verified and replaced by the pseudonymiser's, so the "
             "gateway's identity disappears (BSI TR-03109). The content is what the gateway's tariff "
             "configuration put in it:"
         )
     elif p.delivery == "aggregate":
-        out.append(
-            f"Delivery: sums per grid area and interval over at least {p.k_anonymity} distinct meters; "
+        delivery = (
+            f"sums per grid area and interval over at least {p.k_anonymity} distinct meters; "
             "smaller groups are suppressed and counted. No meter identity. OBIS codes:"
         )
     else:
-        out.append("Delivery: Parquet rows per meter, OBIS code and interval. OBIS codes:")
-    out += [f"  - {line}" for line in obis_lines(p)]
-    out.append("")
-    out.append(
-        f"Granularity: at most one value per {p.min_interval.describe()} ({p.min_interval}); "
-        "a partial interval is not delivered (an interval cut by a daily input is completed "
-        "by the run that brings the rest)."
-    )
-    out.append("  Calendar: " + calendar_text(p))
+        delivery = "Parquet rows per meter, OBIS code and interval. OBIS codes:"
+    granularity: list[str] = ["Calendar: " + calendar_text(p)]
     if rule:
         without = rule.min_interval.describe() if rule.min_interval else "no data at all"
         tiers = "; ".join(
             f"consent {t.purpose!r} unlocks down to {t.min_interval.describe()}"
             for t in rule.consent
         )
-        out.append(
-            f"  Baseline {baseline.file if baseline else ''} ({rule.role}): finest without consent: "
+        granularity.append(
+            f"Baseline {baseline.file if baseline else ''} ({rule.role}): finest without consent: "
             f"{without}" + (f"; {tiers}" if tiers else "") + "."
         )
-        out.append(f"  Source: {rule.source}")
+        granularity.append(f"Source: {rule.source}")
         if rule.unconfirmed:
-            out.append(
-                f"  Unconfirmed in the sources: {', '.join(rule.unconfirmed)}. {rule.note}".rstrip()
+            granularity.append(
+                f"Unconfirmed in the sources: {', '.join(rule.unconfirmed)}. {rule.note}".rstrip()
             )
-    if p.consent:
-        out.append(
-            f"Consent: only readings captured while a {p.consent!r} grant was valid (granted, not "
-            "yet expired or withdrawn), and only while it is still not withdrawn at the delivery "
-            "(the run's as-of): a withdrawal also stops readings captured before it; rows of "
-            "other meters are dropped."
-        )
-    else:
-        out.append("Consent: not required for this purpose.")
-    out.append(
-        f"Retention: {p.retention.describe()} ({p.retention}). Two steps: a run does not deliver "
+    consent = (
+        f"only readings captured while a {p.consent!r} grant was valid (granted, not "
+        "yet expired or withdrawn), and only while it is still not withdrawn at the delivery "
+        "(the run's as-of): a withdrawal also stops readings captured before it; rows of "
+        "other meters are dropped."
+        if p.consent
+        else "not required for this purpose."
+    )
+    retention = (
+        f"{p.retention.describe()} ({p.retention}). Two steps: a run does not deliver "
         "rows older than that before its as-of date, and `minimeter expire OUT --as-of DATE "
         "--pki DIR` removes published files once they are older (their manifests are re-signed, "
         "the audit's expirations table records each removal); run it regularly, e.g. daily"
         + (f"; baseline ceiling {rule.max_retention}." if rule else ".")
     )
-    out.append(f"Identity: {IDENTITY[p.identity]}.")
     scope = [f"meters of jurisdiction {p.jurisdiction}"]
     if p.scope.areas:
         scope.append(f"in grid areas {', '.join(p.scope.areas)}")
     if p.scope.supplier:
         scope.append(f"supplied by {p.scope.supplier}")
-    out.append(f"Scope (checked before anything else): {' '.join(scope)}.")
+    parts = (
+        Part(
+            "Granularity",
+            f"at most one value per {p.min_interval.describe()} ({p.min_interval}); "
+            "a partial interval is not delivered (an interval cut by a daily input is completed "
+            "by the run that brings the rest).",
+            tuple(granularity),
+        ),
+        Part("Consent", consent),
+        Part("Retention", retention),
+        Part("Identity", f"{IDENTITY[p.identity]}."),
+        Part("Scope (checked before anything else)", f"{' '.join(scope)}."),
+    )
+    risks: list[RiskNote] = []
     if dpia:
-        out.append("")
-        out.append(f"DPIA {dpia.id} ({dpia.file}): {dpia.title}")
         for risk in dpia.risks:
             controls = [c for c in risk.controls if c.recipients is None or p.id in c.recipients]
             if not controls:
                 continue
-            out.append(
-                f"  {risk.id} (likelihood x severity {risk.likelihood}x{risk.severity} -> residual "
-                f"{risk.residual_likelihood}x{risk.residual_severity}): {risk.description}"
+            risks.append(
+                RiskNote(
+                    f"{risk.id} (likelihood x severity {risk.likelihood}x{risk.severity} -> "
+                    f"residual {risk.residual_likelihood}x{risk.residual_severity}): "
+                    f"{risk.description}",
+                    tuple(f"control on {c.relies_on}: {c.description}" for c in controls),
+                )
             )
-            out += [f"     control on {c.relies_on}: {c.description}" for c in controls]
-    return "\n".join(out) + "\n"
+    return PolicyExplanation(
+        recipient=p.id,
+        name=p.name,
+        header=header,
+        delivery=delivery,
+        obis=tuple(obis_lines(p)),
+        parts=parts,
+        dpia=f"DPIA {dpia.id} ({dpia.file}): {dpia.title}" if dpia else None,
+        risks=tuple(risks),
+    )
+
+
+def explain(ps: PolicySet, recipient_id: str) -> str:
+    """``minimeter policy explain``: the explanation as text."""
+    return explanation(ps, recipient_id).text()
