@@ -15,8 +15,8 @@ cells = [
         "directory (default: the demo's `out/demo/run`)."
     ),
     nbf.v4.new_code_cell(
-        "import hashlib\nimport json\nimport os\nfrom pathlib import Path\n\nimport duckdb\nimport matplotlib\nimport pandas as pd\n"
-        "matplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n\n"
+        "import os\nfrom pathlib import Path\n\nimport duckdb\nimport pandas as pd\n"
+        "from IPython.display import Image, display\nfrom matplotlib.figure import Figure\n\n"
         "OUT = Path(os.environ.get('MINIMETER_OUT', '../out/demo/run')).resolve()\n"
         "con = duckdb.connect(str(OUT / '_audit' / 'audit.duckdb'), read_only=True)\n"
         "run_id = con.execute('SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1').fetchone()[0]\n"
@@ -25,7 +25,11 @@ cells = [
     nbf.v4.new_markdown_cell(
         "## 1. Provenance of the run\nRun id, as-of date, policy hash, code version and runner."
     ),
-    nbf.v4.new_code_cell("con.execute('SELECT * FROM runs WHERE run_id = ?', [run_id]).df().T"),
+    nbf.v4.new_code_cell(
+        "# the times as text: DuckDB's pandas conversion of TIMESTAMPTZ warns under pandas 3.1\n"
+        "con.execute('SELECT * REPLACE (CAST(started_at AS VARCHAR) AS started_at, "
+        "CAST(finished_at AS VARCHAR) AS finished_at) FROM runs WHERE run_id = ?', [run_id]).df().T"
+    ),
     nbf.v4.new_markdown_cell(
         "## 2. Every message is accounted for\nMessages in = opened + forwarded + dead letters."
     ),
@@ -87,14 +91,19 @@ cells = [
         "        rows.append((rid, obis, n, gap))\n"
         "pd.DataFrame(rows, columns=['recipient', 'obis', 'rows', 'smallest spacing'])"
     ),
-    nbf.v4.new_markdown_cell("## 7. One recipient's delivery, plotted"),
+    nbf.v4.new_markdown_cell(
+        "## 7. One recipient's delivery, plotted\nThe report's own figure (`minimeter.report.plots`): "
+        "a sample series of the recipient, registers as energy per interval, gaps left as gaps."
+    ),
     nbf.v4.new_code_cell(
+        "from minimeter.conformance.derived import read_output\n"
+        "from minimeter.policy.load import load_policy_set\n"
+        "from minimeter.report.plots import png, recipient_figure\n\n"
         "rid = next(r for r, obis, n, gap in rows if n)\n"
-        "df = duckdb.sql(f\"SELECT * FROM read_parquet('{OUT / rid / 'runs' / run_id / 'data'}/*/*.parquet') ORDER BY ts\").df()\n"
-        "key = 'meter' if 'meter' in df.columns else 'area'\n"
-        "one = df[(df[key] == df[key].iloc[0]) & (df['obis'] == df['obis'].iloc[0])]\n"
-        "fig, ax = plt.subplots(figsize=(9, 3))\nax.step(one['ts'], one['value'], where='pre')\n"
-        "ax.set_title(f\"{rid}: {one['obis'].iloc[0]}\")\nfig.autofmt_xdate()"
+        "policy = load_policy_set(None).policy(rid)\n"
+        "fig = recipient_figure(policy, read_output(OUT / rid / 'runs' / run_id), None, None, None)\n"
+        "assert isinstance(fig, Figure) and all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)\n"
+        "display(Image(png(fig)))"
     ),
     nbf.v4.new_markdown_cell(
         "## 8. The manifests verify\nEvery recipient's run tree carries a `manifest.json` (files, "
@@ -105,7 +114,7 @@ cells = [
         "pseudonymiser-root.pem -in manifest.json.p7s -content manifest.json`)."
     ),
     nbf.v4.new_code_cell(
-        "import re, subprocess, sys\n"
+        "import re\nimport subprocess\nimport sys\n\n"
         "PKI = Path(os.environ.get('MINIMETER_PKI', OUT.parent / 'fleet' / 'pki'))\n"
         "proc = subprocess.run([sys.executable, '-m', 'minimeter', 'verify', str(OUT), "
         "'--trust-anchor', str(PKI / 'pseudonymiser-root.pem')], capture_output=True, text=True)\n"

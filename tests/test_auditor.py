@@ -18,6 +18,9 @@ import pytest
 from nbclient import NotebookClient
 from pipeline_helpers import ROOT, run_cli
 
+from minimeter.conformance import derived, worker
+from minimeter.conformance import run as conformance_run
+from minimeter.conformance.suites import context
 from minimeter.report import write_report
 from minimeter.synth.generate import SynthConfig, synthesize
 
@@ -252,6 +255,104 @@ def test_report_figures_reproduce_and_cover_the_run(run: Path, fleet: Path) -> N
     assert not re.search(r"""(src|href)=['"]?https?:""", text)
     assert text.count("data:image/png;base64,") >= 5
     assert "Art. 35(7)" in text and "Art. 30" in text and "MsbG" in text
+    check_report_layout(run, text, md)
+
+
+def visible(text: str) -> str:
+    """The HTML without its embedded images (base64 could hold any word)."""
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+
+
+def check_report_layout(run: Path, text: str, md: str) -> None:
+    """Verdict and contents first, one section with a status line per recipient, conformance in
+    words (no internal column names, no nan), transfers, linkability and expirations, and the
+    explanation ``policy explain`` prints, rendered."""
+    from minimeter.policy.explain import explanation
+    from minimeter.policy.load import load_policy_set
+
+    page = visible(text)
+    assert page.index("Verdict: The run conforms") < page.index("<nav>") < page.index("Provenance")
+    assert md.index("Verdict: ") < md.index("## Contents") < md.index("## Provenance")
+    for word in ("_gap_s", "_aligned", "_ts_s", "_raw_meter_id", "_in_scope"):
+        assert word not in page and word not in md, word
+    assert not re.search(r"\bnan\b|\bNaN\b", page + md)
+    con = duckdb.connect(str(run / "_audit" / "audit.duckdb"), read_only=True)
+    ps = load_policy_set(ROOT / "policies")
+    for (recipient,) in con.execute(
+        "SELECT recipient FROM policies WHERE run_id = 'a1'"
+    ).fetchall():
+        assert f"<a href='#recipient-{recipient}'>" in page
+        section = page[page.index(f"<h2 id='recipient-{recipient}'>") :]
+        assert re.match(r"<h2[^>]*>[^<]*</h2><p class='status ok'>conforms: ", section), recipient
+        assert explanation(ps, recipient).html() in section  # the same object as policy explain
+    assert "minimum interval 15 minutes (PT15M)" in page and "k = 5" in page
+    assert "allowed: 1-0:1.29.0" in page and "horizon 20" in page
+    assert "transfers to third countries (Art. 30(1)(e))" in page
+    assert "none (DE recipient, DE meters only)" in page
+    pairs = con.execute("SELECT recipient, other FROM linkability WHERE run_id = 'a1'").fetchall()
+    assert pairs and "Linkability between recipients" in page
+    links = page[page.index("id='linkability-between-recipients'") :]
+    for a, b in pairs:
+        assert f"<td>{a}</td><td>{b}</td>" in links
+    assert "Expirations (retention after delivery)" in page and "No expiry has run" in page
+
+
+def test_report_lists_expirations(run: Path, fleet: Path) -> None:
+    """After ``minimeter expire``, the report lists what it removed (and plots nothing for a
+    recipient left without data)."""
+    from datetime import UTC, datetime
+
+    from minimeter.expire import expire
+
+    gone = expire(
+        run, as_of=date(2028, 6, 1), pki=fleet / "pki", at=datetime(2028, 6, 1, tzinfo=UTC)
+    )
+    assert gone
+    html_path, md_path = write_report(run, policies=ROOT / "policies")
+    page = visible(html_path.read_text())
+    section = page[page.index("id='expirations-retention-after-delivery'") :]
+    assert "No expiry has run" not in section
+    for recipient in {g.recipient for g in gone}:
+        assert f"<td>{recipient}</td><td>a1</td><td>retention</td>" in section
+
+
+def test_plots_label_their_axes_and_keep_scales_apart(run: Path, fleet: Path) -> None:
+    """Every panel has axis labels with units; a daily recipient's values get their own panel
+    (not the 15-minute axis); the same series at 15 minutes shares one panel with the raw."""
+    from minimeter.policy.load import load_policy_set
+    from minimeter.report.plots import recipient_figure
+
+    ps = load_policy_set(ROOT / "policies")
+    raw = pd.read_parquet(fleet / "truth" / "readings.parquet")
+    meters = pd.read_csv(fleet / "meters.csv").set_index("meter")
+    secret = (fleet / "pki" / "pseudonym-secret.key").read_bytes()
+    labels = {}
+    for rid in ("fr-enedis-daily", "de-dso-hamburg", "gb-dno-aggregate"):
+        delivered = derived.read_output(run / rid / "runs" / "a1")
+        fig = recipient_figure(ps.policy(rid), delivered, raw, meters, secret)  # type: ignore[arg-type]
+        assert fig is not None
+        for ax in fig.axes:
+            assert ax.get_xlabel().startswith("time (") and "(kWh)" in ax.get_ylabel()
+        labels[rid] = [ax.get_ylabel() for ax in fig.axes]
+    assert labels["fr-enedis-daily"] == ["energy per 15 min (kWh)", "energy per 1 day (kWh)"]
+    assert labels["de-dso-hamburg"] == ["energy per 15 minutes (kWh)"]  # raw and delivered
+    assert labels["gb-dno-aggregate"][1] == "energy per 30 minutes (kWh)"
+
+
+def test_plot_lines_leave_gaps() -> None:
+    """A missing interval breaks the line: no segment joins the values around it."""
+    from matplotlib.figure import Figure
+
+    from minimeter.report.plots import Series, _line
+
+    ends = pd.Series(
+        pd.to_datetime(["2026-01-01 00:15", "2026-01-01 00:30", "2026-01-01 01:00"], utc=True)
+    )
+    series = Series(ends - pd.Timedelta(minutes=15), ends, pd.Series([1.0, 2.0, 3.0]))
+    ax = Figure().subplots()
+    _line(ax, series, "UTC", pd.Timedelta(minutes=15))
+    ys = list(ax.lines[0].get_ydata())
+    assert ys[:2] == [1.0, 2.0] and pd.isna(ys[2]) and ys[3] == 3.0
 
 
 def html_escape(s: str) -> str:
@@ -275,13 +376,23 @@ def test_notebook_executes(run: Path, fleet: Path, monkeypatch: pytest.MonkeyPat
     ).execute()
     last = [o for o in nb.cells[-1].outputs if o.output_type == "execute_result"]
     assert last and int(last[0]["data"]["text/plain"]) > 0  # files verified by minimeter verify
+    assert "minimeter', 'verify'" in nb.cells[-1].source  # the signatures, through the CLI
+    plot = next(c for c in nb.cells if "recipient_figure" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in plot.outputs)  # the figure is shown
+    warnings = [
+        o.text
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream" and o.name == "stderr"
+    ]
+    assert not warnings
 
 
 def test_conformance_workers_agree_with_the_in_process_check(run: Path, fleet: Path) -> None:
     """The suites give the same results here, in a conformance worker, and after a worker died."""
     from datetime import UTC, datetime
 
-    from minimeter import quality
     from minimeter.policy.load import load_policy_set
     from minimeter.registry import MeterRegistry
 
@@ -293,21 +404,21 @@ def test_conformance_workers_agree_with_the_in_process_check(run: Path, fleet: P
         "as_of": datetime(2026, 1, 21, tzinfo=UTC),
     }
     trees = {p.id: run / p.id / "runs" / "a1" for p in ps.policies}
-    quality._stop_worker()
-    here = quality.run_conformance(trees, ps, **check)  # type: ignore[arg-type]
+    worker.stop()
+    here = conformance_run.run_conformance(trees, ps, **check)  # type: ignore[arg-type]
     assert any(not r.success for r in here) and any(r.success for r in here)
-    quality.start_conformance_worker()
+    worker.start()
     try:
-        worker = quality._WORKER
-        assert worker is not None
-        assert quality.run_conformance(trees, ps, **check) == here  # type: ignore[arg-type]
+        running = worker.current()
+        assert running is not None
+        assert conformance_run.run_conformance(trees, ps, **check) == here  # type: ignore[arg-type]
         recipients = {r.recipient for r in here}
-        assert worker.answered == len(recipients)
-        worker.process.kill()
-        worker.process.wait()
-        assert quality.run_conformance(trees, ps, **check) == here  # type: ignore[arg-type]
+        assert running.answered == len(recipients)
+        running.process.kill()
+        running.process.wait()
+        assert conformance_run.run_conformance(trees, ps, **check) == here  # type: ignore[arg-type]
     finally:
-        quality._stop_worker()
+        worker.stop()
 
 
 def test_conformance_in_small_batches_agrees_with_one_batch(run: Path, fleet: Path) -> None:
@@ -315,7 +426,6 @@ def test_conformance_in_small_batches_agrees_with_one_batch(run: Path, fleet: Pa
     the results of a single-batch check, and a too-close timestamp in the next batch is caught."""
     from datetime import UTC, datetime
 
-    from minimeter import quality
     from minimeter.policy.load import load_policy_set
     from minimeter.registry import MeterRegistry
 
@@ -327,24 +437,24 @@ def test_conformance_in_small_batches_agrees_with_one_batch(run: Path, fleet: Pa
         if p.delivery == "cms-forward":
             continue
         tree = run / p.id / "runs" / "a1"
-        rows = sum(len(f) for f in quality.read_batches(tree))
+        rows = sum(len(f) for f in derived.read_batches(tree))
         args = {"expected_rows": rows, "raw_meters": raw, "as_of": as_of}
         # a context per check: a context refuses a second data source of the same name
-        whole = quality.check_recipient(quality._context(), p, [quality.read_output(tree)], **args)
-        batches = list(quality.read_batches(tree, max_rows=rows // 3 + 1))
-        small = quality.check_recipient(quality._context(), p, batches, **args)
+        whole = conformance_run.check_recipient(context(), p, [derived.read_output(tree)], **args)
+        batches = list(derived.read_batches(tree, max_rows=rows // 3 + 1))
+        small = conformance_run.check_recipient(context(), p, batches, **args)
         assert small == whole and all(r.success for r in whole), p.id
         checked += len(batches) >= 3
     assert checked >= 3
 
     # fr-enedis-daily: a second value one hour after a meter's first day, in a later batch
     policy = {p.id: p for p in ps.policies}["fr-enedis-daily"]
-    frames = list(quality.read_batches(run / policy.id / "runs" / "a1", max_rows=10))
+    frames = list(derived.read_batches(run / policy.id / "runs" / "a1", max_rows=10))
     first = frames[0].iloc[[0]].copy()
     first["ts"] = first["ts"] + pd.Timedelta(hours=1)
     later = [*frames, first]
-    results = quality.check_recipient(
-        quality._context(),
+    results = conformance_run.check_recipient(
+        context(),
         policy,
         later,
         expected_rows=sum(len(f) for f in later),

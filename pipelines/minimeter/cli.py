@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -629,10 +628,12 @@ def _conformance(args: argparse.Namespace) -> int:
     were); a failing recipient's tree of the run moves to quarantine."""
     import duckdb
 
+    from minimeter.conformance.quarantine import quarantine
+    from minimeter.conformance.run import as_of_datetime, check_trees
+    from minimeter.conformance.suites import MANIFEST_CHECK, ExpectationResult
     from minimeter.layout import OutLayout
-    from minimeter.manifest import Signer, manifest_findings, write_index
+    from minimeter.manifest import manifest_findings
     from minimeter.pipeline.audit import record_check
-    from minimeter.quality import ExpectationResult, as_of_datetime, check_trees
 
     out = Path(args.out)
     layout = OutLayout(out)
@@ -673,24 +674,10 @@ def _conformance(args: argparse.Namespace) -> int:
     for rid in sorted(trees):
         problems = manifest_findings(layout.published(rid, args.run_id))
         results.append(
-            ExpectationResult(
-                rid, "files_match_manifest", None, not problems, "; ".join(problems) or "all"
-            )
+            ExpectationResult(rid, MANIFEST_CHECK, None, not problems, "; ".join(problems) or "all")
         )
     failed = sorted({r.recipient for r in results if not r.success})
-    quarantined = {}
-    for rid in failed:
-        if rid in trees:
-            target = layout.quarantine(args.run_id, rid).base
-            if target.exists():
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            trees[rid].rename(target)
-            quarantined[rid] = target
-    if quarantined:
-        signer = Signer.from_pki(Path(args.pki))
-        for rid in quarantined:
-            write_index(layout, rid, signer)
+    quarantined = quarantine(layout, args.run_id, trees, failed, Path(args.pki))
     record_check(out, args.run_id, results, quarantined, at=datetime.now(UTC))
     for r in results:
         if not r.success:

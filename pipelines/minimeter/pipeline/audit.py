@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow.parquet as pq
 
+from minimeter.conformance.run import ConformanceOutcome
 from minimeter.policy.model import PolicySet
-from minimeter.quality import ConformanceOutcome
 
 if TYPE_CHECKING:
     from minimeter.layout import OutLayout

@@ -279,6 +279,8 @@ def _run_locked(
 ) -> RunResult:
     import pyarrow.parquet as pq
 
+    from minimeter.conformance import worker
+    from minimeter.conformance.run import check_trees
     from minimeter.manifest import Signer, policy_hash, write_index, write_manifest
     from minimeter.pipeline.audit import committed_publish_id, write_audit
     from minimeter.publish import (
@@ -288,7 +290,6 @@ def _run_locked(
         recover,
         state_to_consume,
     )
-    from minimeter.quality import check_trees, start_conformance_worker
 
     signer = Signer.from_pki(cfg.pki)
 
@@ -299,7 +300,7 @@ def _run_locked(
     staging = layout.staging(cfg.run_id)
     shutil.rmtree(staging.base, ignore_errors=True)
     staging.base.mkdir(parents=True)
-    start_conformance_worker()  # Great Expectations' import overlaps the Beam job
+    worker.start()  # Great Expectations' import overlaps the Beam job
     carried_from = state_to_consume(layout, cfg.run_id) if cfg.carry_max_age_days > 0 else None
     with Progress(staging, listed, enabled=progress) as ticker:
         _run_job(cfg, ps, runner, staging, layout, carried_from)
