@@ -8,6 +8,11 @@ start-up costs weigh on small inputs. Each run is a fresh process; wall time inc
 Peak RSS is the run's process plus its conformance worker, each read from ``VmHWM`` (its peak
 since exec; ``ru_maxrss`` would not do: Linux carries it over from the parent at fork, so it
 reported this benchmark's own size): an upper bound of what the run held at once.
+
+``--conformance``: the cost of conformance on the demo's output (``minimeter demo``): the Great
+Expectations import (wall and CPU seconds, in a fresh process), then the validation of one run
+(every recipient's suite, scope included) in this process and through a conformance worker,
+and the same on empty outputs (the fixed part).
 """
 
 from __future__ import annotations
@@ -44,13 +49,80 @@ def hwm(pid):  # peak RSS of a process since its exec (ru_maxrss would carry the
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
-from minimeter import quality
+from minimeter.conformance import worker
 own = hwm("self")
-child = hwm(quality._WORKER.process.pid) if quality._WORKER is not None else 0
+child = hwm(worker.current().process.pid) if worker.current() is not None else 0
 print(json.dumps({"seconds": seconds, "pipeline_seconds": result.pipeline_seconds, "messages": result.messages_in,
                   "balanced": result.balanced, "peak_kib": own + child, "own_kib": own,
                   "child_kib": child}))
 """
+
+
+CONFORMANCE = """
+import json, sys, time
+from pathlib import Path
+t, c = time.perf_counter(), time.process_time()
+from minimeter.conformance.suites import context
+context()
+imported = {"import_s": time.perf_counter() - t, "import_cpu_s": time.process_time() - c}
+import duckdb
+from minimeter.conformance import worker
+from minimeter.conformance.run import as_of_datetime, check_trees
+from minimeter.layout import OutLayout
+from minimeter.policy.load import load_policy_set
+out, fleet = Path(sys.argv[1]), Path(sys.argv[2])
+con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)
+as_of = as_of_datetime(con.execute("SELECT as_of FROM runs WHERE run_id = 'demo'").fetchone()[0])
+rows = dict(con.execute("SELECT recipient, n FROM counts WHERE run_id = 'demo' AND reason = 'rows-delivered'").fetchall())
+con.close()
+ps = load_policy_set(None)
+layout = OutLayout(out)
+trees = {p.id: layout.published(p.id, "demo").base for p in ps.policies}
+args = dict(ps=ps, meters=fleet / "meters.csv", as_of=as_of,
+            secret=(fleet / "pki" / "pseudonym-secret.key").read_bytes())
+def timed(trees, rows):
+    best = []
+    for _ in range(3):
+        t = time.perf_counter()
+        outcome = check_trees(trees, expected_rows=rows, **args)
+        best.append(time.perf_counter() - t)
+    assert not outcome.failed, outcome.failed
+    return min(best)
+result = dict(imported, rows=sum(rows.values()), here_s=timed(trees, rows), here_empty_s=timed({}, {}))
+worker.start()
+check_trees({}, expected_rows={}, **args)  # waits for the worker's import
+result.update(worker_s=timed(trees, rows), worker_empty_s=timed({}, {}))
+worker.stop()
+print(json.dumps(result))
+"""
+
+
+def conformance_cost(work: Path) -> int:
+    """The ``--conformance`` mode (see the module docstring)."""
+    demo = work / "demo"
+    subprocess.run(
+        [sys.executable, "-m", "minimeter", "demo", "--out", str(demo)],
+        capture_output=True,
+        check=True,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", CONFORMANCE, str(demo / "run"), str(demo / "fleet")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"conformance on the demo's output ({r['rows']} rows, 10 suites):")
+    print(f"  Great Expectations import: {r['import_s']:.2f} s wall, {r['import_cpu_s']:.2f} CPU-s")
+    print(
+        f"  one run's validation, in process: {r['here_s']:.2f} s "
+        f"(empty outputs: {r['here_empty_s']:.2f} s)"
+    )
+    print(
+        f"  one run's validation, conformance worker: {r['worker_s']:.2f} s "
+        f"(empty outputs: {r['worker_empty_s']:.2f} s; target <= 1.5 s beyond the import)"
+    )
+    return 0
 
 
 def run_once(fleet: Path, workdir: Path, *beam_args: str) -> dict[str, float]:
@@ -106,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale", type=int, default=10, help="the larger input is this many times more meters"
     )
+    parser.add_argument(
+        "--conformance", action="store_true", help="only the conformance cost on the demo"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.conformance:
+            return conformance_cost(work)
         small = make_fleet(work / "small", args.meters, args.days)
         one = run_once(small, work, "--direct_running_mode=in_memory")
         two = run_once(
