@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck clean test-engines bench-engines flink-up flink-down spark-up spark-down clean-engines
+.PHONY: demo test bench lint typecheck clean report-screenshot test-engines bench-engines flink-up flink-down spark-up spark-down clean-engines
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Full-page screenshot of the demo's report in headless Chromium (apt-get installs it if missing):
+# out/demo/report-screenshot.png and its tiles report-screenshot-NN.png. Run make demo first.
+report-screenshot: $(STAMP)
+	$(BIN)/python scripts/report_screenshot.py out/demo/run/_report/index.html --out out/demo/report-screenshot.png
 
 # Local engine clusters (scripts/engines/, versions in scripts/engines/versions.env); tool venvs and
 # Beam's job-server jars are fetched once into .cache/engines. Java 11+ and Maven are needed.
