@@ -26,6 +26,7 @@ from minimeter.errors import (
     UsageError,
     exit_code,
 )
+from minimeter.files import atomic_write
 
 if TYPE_CHECKING:
     from minimeter.cms import TrustStore
@@ -57,11 +58,8 @@ def _write_output(data: bytes, out: str | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    target = Path(out)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        atomic_write(Path(out), data, parents=False)
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write ({exc.strerror})", "output-unwritable") from None
 

@@ -14,9 +14,11 @@ import os
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
-    """Write ``data`` to ``path`` by a temporary file in the same directory and one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, data: bytes, *, durable: bool = False, parents: bool = True) -> None:
+    """Write ``data`` to ``path`` by a temporary file in the same directory and one rename
+    (``parents``: create missing directories; otherwise a missing one is an ``OSError``)."""
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as f:

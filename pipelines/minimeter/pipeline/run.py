@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from minimeter.errors import ConfigError, MinimeterError
+from minimeter.files import atomic_write
 from minimeter.layout import OutLayout, Staging
 from minimeter.policy.check import require_valid
 from minimeter.policy.load import PROJECT_ROOT, load_policy_set
@@ -590,11 +591,9 @@ def summary_document_error(run_id: str, error: MinimeterError) -> dict[str, obje
 def write_summary(path: str | None, doc: dict[str, object]) -> None:
     if not path:
         return
-    target = Path(path)
     try:
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        tmp.replace(target)
+        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+        atomic_write(Path(path), data, parents=False)
     except OSError as exc:
         raise ConfigError(
             f"--summary-json: cannot write {path} ({exc.strerror})", "output-unwritable"
