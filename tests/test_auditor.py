@@ -295,6 +295,10 @@ def check_report_layout(run: Path, text: str, md: str) -> None:
     for a, b in pairs:
         assert f"<td>{a}</td><td>{b}</td>" in links
     assert "Expirations (retention after delivery)" in page and "No expiry has run" in page
+    from minimeter.report.sections import REASONS
+
+    reasons = con.execute("SELECT DISTINCT reason FROM counts WHERE recipient <> '_run'").fetchall()
+    assert {r for (r,) in reasons} <= set(REASONS)  # every count shown in words, none as a key
 
 
 def test_report_lists_expirations(run: Path, fleet: Path) -> None:

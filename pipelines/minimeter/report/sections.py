@@ -41,6 +41,9 @@ REASONS = {
     "suppressed-k": "readings in groups below k (suppressed)",
     "groups-suppressed-k": "aggregate groups suppressed below k",
     "messages-forwarded": "messages relayed re-signed",
+    "messages-relayed": "relayed messages written to the recipient's folder",
+    "messages-relay-stripped": "relayed messages whose envelope lost originatorInfo or "
+    "unprotected attributes (relay hygiene)",
 }
 
 
