@@ -526,3 +526,115 @@ def test_vectorised_scaling_equals_scale_value_by_value(raw: list[int], scaler: 
 
     expected = np.array([scale(v, scaler) for v in raw], dtype=np.float64)
     assert np.array_equal(_scaled(raw, scaler), expected)
+
+
+# --- fast paths of the K461 decoder against the general ones ---------------------------------
+
+_TIME_TEXT = st.builds(
+    lambda y, mo, d, h, mi, s: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}Z",
+    st.integers(0, 9999),
+    st.integers(0, 19),
+    st.integers(0, 39),
+    st.integers(0, 29),
+    st.integers(0, 69),
+    st.integers(0, 69),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        _TIME_TEXT
+        | st.sampled_from(
+            ["2026-01-05T00:15:00", "2026-01-05 00:15:00Z", "2026-01-05T00:15:00.5Z", "NaTZ"]
+        )
+        | st.text(alphabet="0123456789-T:Z \n\uff11", min_size=19, max_size=21),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_fast_capture_times_equal_the_general_path(texts: list[str]) -> None:
+    """``_fast_times`` takes exactly the texts of the plain form and converts them as the
+    general path (``_field`` + ``_times``) does, refusals included."""
+    from minimeter.payload.k461 import _TIMES, _fast_times, _Fields, _plain_times
+
+    fields = _Fields.__new__(_Fields)
+    fields.total, fields.bounds, fields.obis_by_column = len(texts), [0, len(texts)], ["1-0:1.8.0"]
+
+    def outcome(f: object) -> object:
+        try:
+            result = f()  # type: ignore[operator]
+        except PayloadError as e:
+            return ("refused", e.detail)
+        return None if result is None else result.tolist()  # type: ignore[attr-defined]
+
+    fast = outcome(lambda: _fast_times(texts))
+    general = outcome(lambda: fields._times(fields._field(texts, "capture_time", _TIMES)))
+    if _plain_times(texts):
+        assert fast == general
+    else:
+        assert fast is None
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from([0, 1, 3, 8, 9, 10, 450, 900, 904, 1800, 3600]), st.booleans()
+            ),
+            min_size=0,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_uniform_period_equals_detect_periods(columns: list[list[tuple[int, bool]]]) -> None:
+    """Where ``_uniform_period`` finds one period for all columns, ``detect_periods`` finds
+    that period for every column."""
+    from minimeter.payload.k461 import _uniform_period
+    from minimeter.payload.timing import detect_periods
+
+    captured, usable, groups, bounds = [], [], [], [0]
+    for g, column in enumerate(columns):
+        t = us(T0)
+        for spacing, ok in column:
+            t += spacing * US
+            captured.append(t)
+            usable.append(ok)
+            groups.append(g)
+        bounds.append(len(captured))
+    times = np.array(captured, dtype=np.int64)
+    mask = np.array(usable, dtype=bool)
+    found = _uniform_period(times, bounds, mask)
+    expected = detect_periods(times, np.array(groups, dtype=np.int64), len(columns), mask)
+    if found:
+        assert expected.tolist() == [found] * len(columns)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-(10**6), 10**6), max_size=8),
+            st.integers(-9, 9),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_scaling_all_columns_at_once_equals_column_by_column(
+    columns: list[tuple[list[int], int]],
+) -> None:
+    from minimeter.payload.k461 import _scaled, _scaled_columns
+
+    values = np.array([v for vs, _ in columns for v in vs], dtype=np.int64)
+    bounds = [0]
+    for vs, _ in columns:
+        bounds.append(bounds[-1] + len(vs))
+    scalers = [s for _, s in columns]
+    got = _scaled_columns(values, bounds, scalers)
+    for part, (vs, s) in zip(got, columns, strict=True):
+        assert part.dtype == np.float64
+        assert np.array_equal(part, _scaled(vs, s))

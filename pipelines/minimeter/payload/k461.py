@@ -20,7 +20,9 @@ per-entry signatures).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -45,7 +47,7 @@ from minimeter.payload.base import (
 )
 from minimeter.payload.registry import PayloadDecoder, register_decoder
 from minimeter.payload.status import fnn_status, ppc_status
-from minimeter.payload.timing import attribute, detect_periods
+from minimeter.payload.timing import STANDARD_PERIODS_US, attribute, detect_periods, window_bounds
 from minimeter.readings import DELIVERABLE, DecodedProfile, DecodedSeries
 
 NS_PROFILE = "urn:k461-dke-de:profile_generic-1"
@@ -260,6 +262,54 @@ _FIELDS = 5
 """value, scaler, unit, status, capture_time (and, from real gateways, smgw_signature)."""
 _DELIVERABLE = np.zeros(256, dtype=bool)
 _DELIVERABLE[[int(s) for s in DELIVERABLE]] = True
+_PPC_DIGITS = ppc_status(np.arange(10, dtype=np.uint64))
+"""``ppc_status`` of the single-digit statuses, as a table."""
+_TIME_TEMPLATE = np.frombuffer(b"0000-00-00T00:00:00Z\n", dtype=np.uint8)
+_TIME_LIMIT = np.where(_TIME_TEMPLATE == ord("0"), 9, 0).astype(np.uint8)
+"""A ``YYYY-MM-DDThh:mm:ssZ`` text and its separator, byte by byte: ``byte - template`` (mod
+256) is at most 9 where a digit belongs and 0 where a mark does."""
+_PERIOD_LOW, _PERIOD_HIGH = window_bounds()
+
+
+def _fast_times(texts: list[str]) -> np.ndarray | None:
+    """Epoch microseconds of capture times that are all exactly ``YYYY-MM-DDThh:mm:ssZ`` (the
+    usual case), checked and converted in numpy without a Python step a text; ``None`` when
+    any text has another form (the caller then takes the general path, which gives the
+    precise refusal). Accepts exactly what ``_plain_times`` accepts and converts as
+    ``_Fields._times`` does (numpy's parser, on the same 19 characters)."""
+    joined = "\n".join(texts) + "\n"
+    if len(joined) != 21 * len(texts) or not texts or not joined.isascii():
+        return None
+    grid = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(-1, 21)
+    # a separator after every 20 characters and no other one: every text has 20 characters
+    if not ((grid - _TIME_TEMPLATE) <= _TIME_LIMIT).all():
+        return None
+    stamps = np.ascontiguousarray(grid[:, :19]).view("S19").ravel()
+    try:
+        return stamps.astype("datetime64[us]").astype(np.int64)
+    except ValueError:
+        raise PayloadError("a capture time is out of range (no such date or time)") from None
+
+
+def _uniform_period(captured: np.ndarray, starts: list[int], usable: np.ndarray) -> int:
+    """The capture period every column has when all spacings between usable readings of every
+    column match one standard period (the usual case): what ``detect_periods`` gives each
+    column then, found with a few array operations. 0 when that is not the case (a column
+    with fewer than two readings or no usable pair, spacings of several periods or of none):
+    the caller then runs ``detect_periods``. ``captured`` is sorted within each column."""
+    total = len(captured)
+    if total < 2 or any(b - a < 2 for a, b in itertools.pairwise(starts)):
+        return 0
+    pairs = usable[1:] & usable[:-1]
+    pairs[[b - 1 for b in starts[1:-1]]] = False  # no pair across two columns
+    if not np.logical_or.reduceat(pairs, starts[:-1]).all():
+        return 0  # a column without a usable pair
+    spacing = (captured[1:] - captured[:-1])[pairs]
+    low, high = int(spacing.min()), int(spacing.max())
+    for period, lo, hi in zip(STANDARD_PERIODS_US, _PERIOD_LOW, _PERIOD_HIGH, strict=True):
+        if lo <= low and high <= hi:
+            return period
+    return 0
 
 
 def _xpath() -> dict[str, Any]:
@@ -268,7 +318,8 @@ def _xpath() -> dict[str, Any]:
     compiled = getattr(_local, "xpaths", None)
     if compiled is None:
         compiled = {
-            k: etree.XPath(v, namespaces=NS, smart_strings=False) for k, v in _PATHS.items()
+            k: etree.XPath(v, namespaces=NS, smart_strings=False, regexp=False)
+            for k, v in _PATHS.items()
         }
         _local.xpaths = compiled
     return compiled
@@ -399,12 +450,18 @@ class _Fields:
         obis: list[str],
     ) -> None:
         self.columns = [c for c, n in zip(columns, counts, strict=True) if n]
-        total = sum(counts)
-        self.bounds = np.cumsum([0, *counts])
-        self.total = total
+        self.bounds = [0, *itertools.accumulate(counts)]
+        """Where each column's entries start (and, last, the number of entries)."""
+        self.total = self.bounds[-1]
         self.obis_by_column = obis
         self._structure(root, x)
-        self.times = self._times(self._field(x["time"](root), "capture_time", _TIMES))
+        times = x["time"](root)
+        if len(times) != self.total:
+            raise PayloadError("an entry has an empty capture_time")
+        fast = _fast_times(times)
+        self.times = (
+            fast if fast is not None else self._times(self._field(times, "capture_time", _TIMES))
+        )
         values = self._field(x["value"](root), "value", _INTS)
         try:  # numpy converts (with int()) the texts of ASCII digits and signs
             self.values = np.array(values, dtype=np.int64)
@@ -419,7 +476,7 @@ class _Fields:
 
     def _obis(self, index: int) -> str:
         """The OBIS code of the column holding entry ``index`` (document order)."""
-        c = int(np.searchsorted(self.bounds, index, side="right")) - 1
+        c = bisect.bisect_right(self.bounds, index) - 1
         return self.obis_by_column[c] if 0 <= c < len(self.obis_by_column) else "a column"
 
     def _structure(self, root: Any, x: dict[str, Any]) -> None:
@@ -514,8 +571,8 @@ class _Fields:
     def _ppc(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         digits = "".join(tokens)
         if len(digits) == len(tokens) and digits.isascii() and digits.isdigit():  # the usual
-            raw = (np.frombuffer(digits.encode(), dtype=np.uint8) - 48).astype(np.uint64)
-            return raw, ppc_status(raw)
+            small = np.frombuffer(digits.encode(), dtype=np.uint8) - 48
+            return small.astype(np.uint64), _PPC_DIGITS[small]
         try:  # numpy converts strings only below 2**63: larger words go through int()
             raw = np.array(tokens, dtype=np.int64).astype(np.uint64)
         except (OverflowError, ValueError):
@@ -544,18 +601,18 @@ class _Fields:
         """The series of the capture objects (``order``: OBIS code and column index), every
         column sorted by capture time, its period detected and its times attributed, all
         columns at once."""
-        counts = np.diff(self.bounds)
-        column = np.repeat(np.arange(len(counts)), counts)
+        bounds, total = self.bounds, self.total
+        counts = [b - a for a, b in itertools.pairwise(bounds)]
         times = self.times
-        if self.total and int(times.min()) < EARLIEST_US:
+        if total and int(times.min()) < EARLIEST_US:
             obis = self._obis(int(times.argmin()))
             raise PayloadError(f"a capture time of {obis} is before 2000-01-01")
-        if self.total and int(times.max()) > latest_us:
+        if total and int(times.max()) > latest_us:
             obis = self._obis(int(times.argmax()))
             raise PayloadError(f"a capture time of {obis} is after the latest plausible time")
         scalers, units = [], []
         for c, obis in enumerate(self.obis_by_column):
-            cut = slice(int(self.bounds[c]), int(self.bounds[c + 1]))
+            cut = slice(bounds[c], bounds[c + 1])
             scaler_set = self._distinct(self.scalers[cut], "scaler", obis)
             unit_set = self._distinct(self.units[cut], "unit", obis)
             if len(unit_set) > 1 or len(scaler_set) > 1:
@@ -568,33 +625,63 @@ class _Fields:
                 raise PayloadError(f"unit of {obis} is not a DLMS unit code (0..255)")
             scalers.append(scaler)
             units.append(unit)
+        column = np.repeat(np.arange(len(counts)), counts)
         sort = np.lexsort((times, column))  # by column (already grouped), then by time
         captured = times[sort]
         codes, raw, values = self.status[sort], self.status_raw[sort], self.values[sort]
-        steps = detect_periods(captured, column, len(counts), _DELIVERABLE[codes])
-        _fill_missing_steps(steps, counts)
-        same = len(steps) and (steps == steps[0]).all()  # usually one period for all columns
-        attributed = attribute(captured, int(steps[0]) if same else steps[column])
-        repeated = (column[1:] == column[:-1]) & (np.diff(attributed) == 0)
+        usable = _DELIVERABLE[codes]
+        uniform = _uniform_period(captured, bounds, usable)
+        if uniform:  # one period for all columns, as detect_periods would find it
+            steps = [uniform] * len(counts)
+            attributed = attribute(captured, uniform)
+        else:
+            found = detect_periods(captured, column, len(counts), usable)
+            _fill_missing_steps(found, np.array(counts, dtype=np.int64))
+            same = len(found) and (found == found[0]).all()  # usually one period for all
+            attributed = attribute(captured, int(found[0]) if same else found[column])
+            steps = [int(v) for v in found]
+        repeated = (attributed[1:] == attributed[:-1]) & (column[1:] == column[:-1])
         if repeated.any():
             obis = self._obis(int(repeated.argmax()) + 1)
             raise PayloadError(f"two entries of {obis} are attributed to the same time")
+        scaled = _scaled_columns(values, bounds, scalers)
         out = []
         for obis, c in order:
-            cut = slice(int(self.bounds[c]), int(self.bounds[c + 1]))
+            cut = slice(bounds[c], bounds[c + 1])
             out.append(
                 DecodedSeries(
                     obis=obis,
                     unit=DLMS_UNITS.get(units[c], f"dlms-{units[c]}"),
                     times_us=attributed[cut],
-                    values=_scaled(values[cut], scalers[c]),
+                    values=scaled[c],
                     status=codes[cut],
                     status_raw=raw[cut],
                     captured_us=captured[cut],
-                    step_us=int(steps[c]),
+                    step_us=steps[c],
                 )
             )
         return tuple(out)
+
+
+def _scaled_columns(values: np.ndarray, bounds: list[int], scalers: list[int]) -> list[np.ndarray]:
+    """``_scaled`` of every column (``bounds``: where each starts), with one conversion to
+    doubles for all when every value and power of ten is exact (the usual case)."""
+    if not (
+        len(values)
+        and int(values.max()) < 2**53
+        and int(values.min()) > -(2**53)
+        and all(abs(s) <= 22 for s in scalers)
+    ):
+        return [
+            _scaled(values[a:b], s)
+            for (a, b), s in zip(itertools.pairwise(bounds), scalers, strict=True)
+        ]
+    exact = values.astype(np.float64)
+    out = []
+    for (a, b), s in zip(itertools.pairwise(bounds), scalers, strict=True):
+        part = exact[a:b]
+        out.append(part if s == 0 else part * float(10**s) if s > 0 else part / float(10**-s))
+    return out
 
 
 def _scaled(raw: np.ndarray | Sequence[int], scaler: int) -> np.ndarray:

@@ -28,6 +28,11 @@ _EDGES = np.column_stack([_PERIODS - _WINDOWS, _PERIODS + _WINDOWS + 1]).ravel()
 assert (np.diff(_EDGES) > 0).all()
 
 
+def window_bounds() -> tuple[list[int], list[int]]:
+    """The lowest and highest spacing (inclusive) that matches each standard period."""
+    return [int(v) for v in _PERIODS - _WINDOWS], [int(v) for v in _PERIODS + _WINDOWS]
+
+
 def _window_index(spacing_us: np.ndarray) -> np.ndarray:
     """Per spacing: the index of the standard period it matches within +-2 %, -1 for none."""
     pos = np.searchsorted(_EDGES, np.asarray(spacing_us, dtype=np.int64), side="right")
