@@ -306,3 +306,40 @@ def test_a_prepared_hub_keeps_its_caches_and_nothing_is_remembered_process_wide(
             if hasattr(value, "cache_info") and wrapped is not None:  # pure memos of DER bytes
                 types = " ".join(map(str, wrapped.__annotations__.values()))
                 assert "Certificate" not in types and "Key" not in types, (module.__name__, name)
+
+
+@pytest.mark.parametrize(
+    "cipher,field,kept",
+    [
+        ("aes128-gcm", "auth_attrs", True),  # authenticated: part of the MAC, never stripped
+        ("aes128-gcm", "unauth_attrs", False),
+        ("aes128-cbc", "unprotected_attrs", False),
+        ("aes128-cbc", None, True),
+    ],
+)
+def test_relay_hygiene_tells_removable_fields_by_their_tags(
+    world: World, cipher: str, field: str | None, kept: bool
+) -> None:
+    """The quick look at the envelope's top-level tags agrees with asn1crypto's full parse:
+    only originatorInfo and the unprotected attributes go, in both envelope types."""
+    from minimeter.cms import encrypt_envelope
+
+    hub_cert = load_certificates(world.hub.cert)[0]
+    content_type, bare = encrypt_envelope(PAYLOAD, [hub_cert], cipher=cipher)
+    spec = acms.AuthEnvelopedData if cipher.endswith("gcm") else acms.EnvelopedData
+    env = spec.load(bare)
+    if field is not None:
+        fields = {n: env[n] for n, *_ in spec._fields if not isinstance(env[n], core.Void)}
+        if field == "auth_attrs":  # a content-type attribute: authenticated like the content
+            fields["auth_attrs"] = acms.CMSAttributes(
+                [{"type": "content_type", "values": ["data"]}]
+            )
+        else:
+            fields[field] = acms.CMSAttributes(
+                [{"type": "1.2.3.4.5", "values": [core.OctetString(b"gw")]}]
+            )
+        bare = spec(fields).dump()
+    stripped, removed = strip_envelope(bare, content_type)
+    assert (stripped == bare) is kept and (removed == ()) is kept
+    if not kept:
+        assert removed == (field,) and isinstance(spec.load(stripped)[field], core.Void)

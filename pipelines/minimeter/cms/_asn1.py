@@ -101,6 +101,18 @@ def outer_header(data: bytes | memoryview) -> tuple[int, int, int, memoryview]:
     return class_, method, tag, contents
 
 
+def child_tags(sequence_contents: bytes | memoryview) -> list[tuple[int, int]]:
+    """(class, tag) of every element inside a SEQUENCE's content octets, in order, without
+    copying their contents (asn1crypto's parser; raises ``ValueError`` on a broken TLV)."""
+    view = memoryview(sequence_contents)
+    tags: list[tuple[int, int]] = []
+    pos, end = 0, len(view)
+    while pos < end:
+        (class_, _method, tag, _header, _contents, _trailer), pos = parser._parse(view, end, pos)
+        tags.append((class_, tag))
+    return tags
+
+
 def first_child_tag(sequence_contents: bytes | memoryview) -> tuple[int, int]:
     """(class, tag) of the first element inside a SEQUENCE's content octets."""
     class_, _method, tag, _contents = outer_header(sequence_contents)

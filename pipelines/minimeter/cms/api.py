@@ -293,6 +293,16 @@ class Hub:
         message, stripped = _resign_stripped(verified, self.signer, at)
         return Relayed(recipient_id, message, verified.signing_time, stripped)
 
+    def open(self, data: bytes, *, at: datetime) -> OpenedMessage:
+        """Verify a gateway's message and decrypt its envelope for us."""
+        verified = verify_message(data, trust=self.trust, at=at, max_size=self.max_size)
+        return _decrypt(verified, self.recipient)
+
+    def resign(self, data: bytes, *, at: datetime) -> bytes:
+        """Verify a gateway's message and replace its signature by ours (no decryption)."""
+        verified = verify_message(data, trust=self.trust, at=at, max_size=self.max_size)
+        return _resign(verified, self.signer, at)
+
     def open_and_resign(self, data: bytes, *, at: datetime) -> tuple[OpenedMessage, bytes]:
         """Verify once, decrypt for us and re-sign."""
         verified = verify_message(data, trust=self.trust, at=at, max_size=self.max_size)

@@ -32,6 +32,7 @@ from minimeter.cms._asn1 import (
     UNIVERSAL,
     EccCmsSharedInfo,
     Octets,
+    child_tags,
     first_child_tag,
     outer_header,
     same_name,
@@ -237,6 +238,10 @@ _REMOVABLE = {
     OID_AUTH_ENVELOPED_DATA: ("originator_info", "unauth_attrs"),
     OID_ENVELOPED_DATA: ("originator_info", "unprotected_attrs"),
 }
+_REMOVABLE_TAGS = {  # their [n] IMPLICIT context tags among the envelope's top-level fields
+    OID_AUTH_ENVELOPED_DATA: frozenset({0, 2}),
+    OID_ENVELOPED_DATA: frozenset({0, 1}),
+}
 
 
 def strip_envelope(econtent: Octets, econtent_type: str) -> tuple[bytes, tuple[str, ...]]:
@@ -247,6 +252,12 @@ def strip_envelope(econtent: Octets, econtent_type: str) -> tuple[bytes, tuple[s
     if econtent_type not in _REMOVABLE:
         return bytes(econtent), ()
     bare, wrapped = unwrap_envelope(econtent, econtent_type)
+    try:  # the usual case, nothing to strip, told from the top-level tags (no parse of the rest)
+        tags = _REMOVABLE_TAGS[econtent_type]
+        if not any(c == CONTEXT and t in tags for c, t in child_tags(outer_header(bare)[3])):
+            return bytes(econtent), ()
+    except ValueError:
+        pass  # asn1crypto's classes below refuse it as malformed
     spec = cms.AuthEnvelopedData if econtent_type == OID_AUTH_ENVELOPED_DATA else cms.EnvelopedData
     try:
         env = spec.load(bytes(bare))
