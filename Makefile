@@ -54,6 +54,7 @@ clean-engines:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_cms.py
+	$(BIN)/python benchmarks/bench_trust_cost.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_runner_ceiling.py
 	$(BIN)/python benchmarks/bench_engines.py
