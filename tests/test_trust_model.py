@@ -343,3 +343,24 @@ def test_relay_hygiene_tells_removable_fields_by_their_tags(
     assert (stripped == bare) is kept and (removed == ()) is kept
     if not kept:
         assert removed == (field,) and isinstance(spec.load(stripped)[field], core.Void)
+
+
+def test_a_broken_envelope_is_never_re_signed(world: World) -> None:
+    """A well-formed DER SEQUENCE that is no envelope, signed by a trusted gateway: re-signing
+    (relay, ``cms resign``) refuses it as ``malformed`` instead of passing it on."""
+    bare = world.base / "not-an-envelope.der"
+    bare.write_bytes(
+        b"\x30\x45\x02\x01\x00\x04\x40" + b"x" * 64
+    )  # SEQUENCE {INTEGER 0, OCTET STRING}
+    message = sign(
+        bare, world.gateway, world.base / "not-an-envelope.cms", econtent_type=AUTH_ENVELOPED
+    )
+    with pytest.raises(CmsError) as info:
+        resign(
+            message.read_bytes(),
+            signer_key=load_private_key(world.cms_eku.key),
+            signer_cert=load_certificates(world.cms_eku.cert)[0],
+            trust=world.trust(),
+            at=datetime.now(UTC),
+        )
+    assert info.value.category == "malformed"

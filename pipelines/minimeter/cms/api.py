@@ -230,7 +230,9 @@ def open_or_relay(
     max_size: int = DEFAULT_MAX_SIZE,
     accept_han_export: bool = False,
 ) -> OpenedMessage | Relayed | HanExport:
-    """``Hub.open_or_relay`` for one message (prepare a ``Hub`` to route many)."""
+    """``Hub.open_or_relay`` for one message (prepare a ``Hub`` to route many). The signer is
+    prepared first: a signer key that does not match its certificate is refused even for a
+    message addressed to us."""
     hub = Hub(
         recipient=EnvelopeRecipient(recipient_key, recipient_cert),
         signer=CmsSigner(signer_key, signer_cert, chain),
@@ -247,7 +249,8 @@ class Hub:
     certificate, the pseudonymiser's signer, the trust store, and the forward recipients'
     certificates. Each object keeps the caches of what it owns (the trust store its checked
     links, the recipient its identifier answers and key-agreement checks, the signer its DER
-    template); nothing is remembered process-wide. Time is given per call (``at=``)."""
+    template); nothing is remembered process-wide. Time is given per call (``at=``). A hub is
+    not shared between threads (Beam calls one DoFn instance from one thread at a time)."""
 
     def __init__(
         self,
@@ -262,12 +265,13 @@ class Hub:
         self.recipient = recipient
         self.signer = signer
         self.trust = trust
-        self.forward_ids = tuple(rid for rid, _ in forward)
+        self._forward_ids = tuple(rid for rid, _ in forward)
         self._addressees = (recipient.identity, *(RecipientIdentity(c) for _, c in forward))
         self.max_size = max_size
         self.accept_han_export = accept_han_export
 
-    def verify(self, data: bytes, *, at: datetime) -> VerifiedSignedData:
+    def _verify_signature(self, data: bytes, *, at: datetime) -> VerifiedSignedData:
+        """The gateway's signature and path only (any eContent type)."""
         return verify_signed_data(
             read_signed_parts(data, max_size=self.max_size), trust=self.trust, at=at
         )
@@ -277,7 +281,7 @@ class Hub:
         re-signed and relayed unread; anything else is ``not-a-recipient``. With
         ``accept_han_export``, a signed-only message over id-data is a ``HanExport`` (verified
         like the others); without it, it is ``not-encrypted``."""
-        verified = self.verify(data, at=at)
+        verified = self._verify_signature(data, at=at)
         if self.accept_han_export and verified.econtent_type == OID_DATA:
             return HanExport(bytes(verified.econtent), verified.signer, verified.signing_time)
         if verified.econtent_type not in ENVELOPE_TYPES:
@@ -289,7 +293,7 @@ class Hub:
         hits = addressed_to(envelope[0], self._addressees)
         if 0 in hits or not hits:  # _decrypt raises not-a-recipient if no entry names us
             return _decrypt(verified, self.recipient, envelope)
-        recipient_id = self.forward_ids[hits[0] - 1]
+        recipient_id = self._forward_ids[hits[0] - 1]
         message, stripped = _resign_stripped(verified, self.signer, at)
         return Relayed(recipient_id, message, verified.signing_time, stripped)
 

@@ -337,7 +337,7 @@ def synthesize(cfg: SynthConfig, *, progress: bool = True) -> SynthSummary:
     for meter in meters:
         gateway_id = meter.gateway
         gateway = pki.gateway(gateway_id)
-        signer = CmsSigner(gateway.key, gateway.cert, [pki.subca.cert])  # one per gateway
+        signer = CmsSigner(gateway.key, gateway.cert, [pki.subca.cert])  # one per meter, once
         gateway_key = hashlib.sha512(seed_bytes + b"/smgw-key/" + gateway_id.encode()).digest()
         written_id = meter.meter.lower() if cfg.k461_style == "real" else meter.meter
         meter_rng = np.random.default_rng([cfg.seed, meter.index])
