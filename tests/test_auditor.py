@@ -204,6 +204,33 @@ def test_unknown_run_ids_fail(run: Path, fleet: Path) -> None:
     assert proc.returncode == 2
 
 
+def test_report_input_and_output_problems_are_one_line(run: Path, tmp_path: Path) -> None:
+    """A missing ``--raw`` file, an audit database that is not one and a report folder that
+    cannot be written: one line naming the category, the documented exit status (3 unreadable
+    input, 2 configuration), never a traceback."""
+
+    def report(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "minimeter", "report", str(out), *extra],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    cases = []
+    cases.append((report(run, "--raw", str(tmp_path / "nosuch.parquet")), "input-unreadable"))
+    broken = tmp_path / "broken"
+    (broken / "_audit").mkdir(parents=True)
+    (broken / "_audit" / "audit.duckdb").write_bytes(b"not a database" * 100)
+    cases.append((report(broken), "input-unreadable"))
+    (run / "_report").mkdir(exist_ok=True)
+    (run / "_report" / "index.html").mkdir()  # a directory where the page goes
+    cases.append((report(run), "output-unwritable"))
+    for proc, category in cases:
+        assert proc.returncode == {"input-unreadable": 3, "output-unwritable": 2}[category]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"minimeter: {category}: "), proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("shift_hours,failing", [(0, {"_gap_s"}), (6, {"_gap_s", "_aligned"})])
 def test_timestamps_closer_than_allowed_are_caught(
     run: Path, fleet: Path, shift_hours: int, failing: set[str]
@@ -256,6 +283,29 @@ def test_report_figures_reproduce_and_cover_the_run(run: Path, fleet: Path) -> N
     assert text.count("data:image/png;base64,") >= 5
     assert "Art. 35(7)" in text and "Art. 30" in text and "MsbG" in text
     check_report_layout(run, text, md)
+    page = visible(text).lower() + md.lower()
+    for meter in pd.read_csv(fleet / "meters.csv").meter:  # no raw meter id, anywhere
+        assert meter.lower() not in page, meter
+
+
+def test_a_recipient_without_recorded_checks_does_not_conform(run: Path, fleet: Path) -> None:
+    """An audit whose conformance rows for a recipient are missing (a partial or edited audit)
+    never reads as conforming: the recipient's status and the verdict both say so."""
+    con = duckdb.connect(str(run / "_audit" / "audit.duckdb"))
+    con.execute("DELETE FROM conformance WHERE recipient = 'fr-esco-flex'")
+    con.close()
+    html_path, md_path = write_report(
+        run, policies=ROOT / "policies", raw=fleet / "truth" / "readings.parquet", pki=fleet / "pki"
+    )
+    page = visible(html_path.read_text())
+    assert "Verdict: The run does NOT conform" in page
+    section = page[page.index("<h2 id='recipient-fr-esco-flex'>") :]
+    assert re.match(
+        r"<h2[^>]*>[^<]*</h2><p class='status bad'>DOES NOT CONFORM: \d+ rows delivered; "
+        r"no conformance check recorded for this run",
+        section,
+    ), section[:300]
+    assert "<p class='status ok'>conforms: " in page  # the others still do
 
 
 def visible(text: str) -> str:
@@ -323,6 +373,8 @@ def test_report_lists_expirations(run: Path, fleet: Path) -> None:
 def test_plots_label_their_axes_and_keep_scales_apart(run: Path, fleet: Path) -> None:
     """Every panel has axis labels with units; a daily recipient's values get their own panel
     (not the 15-minute axis); the same series at 15 minutes shares one panel with the raw."""
+    from matplotlib.text import Text
+
     from minimeter.policy.load import load_policy_set
     from minimeter.report.plots import recipient_figure
 
@@ -338,6 +390,8 @@ def test_plots_label_their_axes_and_keep_scales_apart(run: Path, fleet: Path) ->
         for ax in fig.axes:
             assert ax.get_xlabel().startswith("time (") and "(kWh)" in ax.get_ylabel()
         labels[rid] = [ax.get_ylabel() for ax in fig.axes]
+        words = " ".join(t.get_text() for t in fig.findobj(Text)).lower()
+        assert "kwh" in words and not any(m.lower() in words for m in meters.index)
     assert labels["fr-enedis-daily"] == ["energy per 15 min (kWh)", "energy per 1 day (kWh)"]
     assert labels["de-dso-hamburg"] == ["energy per 15 minutes (kWh)"]  # raw and delivered
     assert labels["gb-dno-aggregate"][1] == "energy per 30 minutes (kWh)"

@@ -3,6 +3,7 @@ neither a partial file nor a temporary one behind."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,49 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["index.json"]
 
 
-def test_sync_tree_reads_nothing_it_should_not(tmp_path: Path) -> None:
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths ``os.fsync`` is called on (the real fsync still runs)."""
+    calls: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return calls
+
+
+def test_sync_tree_flushes_every_file_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "r" / "runs").mkdir(parents=True)
     (tmp_path / "r" / "runs" / "x.parquet").write_bytes(b"x")
-    sync_tree(tmp_path)  # flushes files and directories; changes nothing
+    (tmp_path / "r" / "manifest.json").write_bytes(b"{}")
+    calls = fsynced(monkeypatch)
+    sync_tree(tmp_path)
     sync_tree(tmp_path / "absent")
-    assert (tmp_path / "r" / "runs" / "x.parquet").read_bytes() == b"x"
+    expected = {
+        str(tmp_path),
+        str(tmp_path / "r"),
+        str(tmp_path / "r" / "runs"),
+        str(tmp_path / "r" / "runs" / "x.parquet"),
+        str(tmp_path / "r" / "manifest.json"),
+    }
+    assert sorted(calls) == sorted(expected)
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_durable_write_flushes_the_file_and_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    calls = fsynced(monkeypatch)
+    atomic_write(tmp_path / "publish.json", b"{}", durable=durable)
+    tmp = [c for c in calls if c.endswith(".tmp")]  # the file, before its rename
+    assert (len(tmp), calls.count(str(tmp_path))) == ((1, 1) if durable else (0, 0))
+
+
+def test_no_directory_is_made_for_a_users_output_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / "typo" / "summary.json", b"{}", parents=False)
+    assert not (tmp_path / "typo").exists()

@@ -71,7 +71,7 @@ def add_conflict_and_duplicate(fleet: Path) -> None:
         trust=TrustStore.from_files(
             [pki_dir / "trust-anchor.pem"], [pki_dir / "intermediates.pem"]
         ),
-        at=datetime.now(UTC),
+        at=datetime(START.year, START.month, START.day, tzinfo=UTC) + timedelta(days=3),
     ).payload
     text = (zlib.decompress(data) if data[:1] == b"\x78" else data).decode()
     head, sep, tail = text.partition("long64>")
@@ -95,12 +95,10 @@ def add_conflict_and_duplicate(fleet: Path) -> None:
     (extra / "duplicate.cms").write_bytes((fleet / b.message).read_bytes())
 
 
-def conflicts(out: Path) -> list[tuple[object, ...]]:
+def audit(out: Path, table: str) -> list[tuple[object, ...]]:
     con = duckdb.connect(str(out / "_audit" / "audit.duckdb"), read_only=True)
     try:
-        return sorted(
-            map(tuple, con.execute("SELECT * EXCLUDE (run_id) FROM conflicts").fetchall())
-        )
+        return sorted(map(tuple, con.execute(f"SELECT * EXCLUDE (run_id) FROM {table}").fetchall()))
     finally:
         con.close()
 
@@ -183,10 +181,15 @@ def test_three_runners_give_identical_datasets(
         results[name]["_forward"] = sorted(  # type: ignore[assignment]
             p.name for p in out.glob("*/runs/*/forward/*.cms")
         )
-        results[name]["_conflicts"] = conflicts(out)
+        results[name]["_conflicts"] = audit(out, "conflicts")
+        results[name]["_counts"] = audit(out, "counts")
     reference = results["in_memory"]
     assert sum(len(v) for k, v in reference.items() if not k.startswith("_")) > 1000
     (messages, *_), *more = reference["_conflicts"]  # one conflict, both messages named
     assert not more and "extra/conflicting.cms" in messages and len(messages) == 2
+    counted: dict[object, int] = {}
+    for _recipient, reason, n in reference["_counts"]:
+        counted[reason] = counted.get(reason, 0) + int(n)  # type: ignore[call-overload]
+    assert counted.get("dropped-conflict", 0) > 0 and counted.get("dropped-duplicate", 0) > 0
     for name in ("in_memory_no_spill", "multi_processing", "multi_processing_again", "portable"):
         assert results[name] == reference, name

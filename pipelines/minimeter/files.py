@@ -31,7 +31,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False, parents: boo
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        _fsync(path.parent)
+        sync_directory(path.parent)
 
 
 def sync_tree(root: Path) -> None:
@@ -42,6 +42,11 @@ def sync_tree(root: Path) -> None:
         for name in files:
             _fsync(Path(directory, name))
         _fsync(Path(directory))
+
+
+def sync_directory(path: Path) -> None:
+    """Flush a directory's entries (files created, renamed or removed in it) to disk."""
+    _fsync(path)
 
 
 def _fsync(path: Path) -> None:

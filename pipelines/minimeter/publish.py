@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from minimeter.errors import MinimeterError
-from minimeter.files import atomic_write, sync_tree
+from minimeter.files import atomic_write, sync_directory, sync_tree
 from minimeter.layout import OutLayout, Staging
 
 CRASH_AT = "MINIMETER_CRASH_AT"
@@ -177,7 +177,9 @@ def _publish_id_of(tree_manifest: Path) -> str | None:
 
 
 def _replace_dir(source: Path, target: Path, trash: Path) -> None:
-    """``source`` becomes ``target``; an existing ``target`` goes to ``trash`` first."""
+    """``source`` becomes ``target``; an existing ``target`` goes to ``trash`` first. The
+    rename reaches the disk before the caller goes on (the staging folder, which holds the
+    commit record, is removed only after every rename is durable)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         trash.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +187,7 @@ def _replace_dir(source: Path, target: Path, trash: Path) -> None:
             shutil.rmtree(trash)
         os.replace(target, trash)
     os.replace(source, target)
+    sync_directory(target.parent)
 
 
 def apply_publish(
@@ -213,6 +216,7 @@ def apply_publish(
         target = layout.dead_letters(record.run_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging.dead_letters, target)
+        sync_directory(target.parent)
     if staging.state.is_dir():
         _replace_dir(staging.state, layout.state(record.run_id), staging.replaced / "_state")
     if record.state or layout.state_index.exists():

@@ -27,8 +27,13 @@ class RecipientStatus:
     figures: tuple[Row, ...]
 
     @property
+    def unchecked(self) -> bool:
+        """A recipient whose output should have been checked, with no check in the audit."""
+        return self.delivery != "cms-forward" and self.checks == 0
+
+    @property
     def ok(self) -> bool:
-        return self.failed == 0 and not self.quarantined
+        return self.failed == 0 and not self.quarantined and not self.unchecked
 
     def line(self) -> str:
         """The one-line status of the recipient."""
@@ -39,6 +44,8 @@ class RecipientStatus:
         )
         if self.delivery == "cms-forward":
             checked = "relayed unread (no suite: the content is the gateway's)"
+        elif self.unchecked:
+            checked = "no conformance check recorded for this run"
         elif self.failed:
             checked = f"{self.failed} of {self.checks} checks not met"
         else:
@@ -111,7 +118,7 @@ def verdict(fig: Figures, rid: str, statuses: list[RecipientStatus]) -> Verdict:
     linkable = int(_value(fig, rows, "linkable recipient pairs", queries.linkable_series(rid)))
     bad = [s.recipient for s in statuses if not s.ok]
     findings: list[str] = []
-    ok = balanced == "True" and failed == 0 and moved == 0 and refailed == 0
+    ok = balanced == "True" and failed == 0 and moved == 0 and refailed == 0 and not bad
     findings.append(
         f"all {messages} messages accounted for"
         if balanced == "True"

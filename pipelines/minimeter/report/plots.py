@@ -143,7 +143,9 @@ def recipient_figure(
     else:
         who = str(d["meter"].dropna().iloc[0]) if d["meter"].notna().any() else ""
         d = d[d["meter"] == who] if who else d
-        label = "a pseudonymised meter" if policy.identity == "pseudonym" else f"meter {who}"
+        label = (  # never the meter's id: the report is read beyond the hub
+            "a pseudonymised meter" if policy.identity == "pseudonym" else "a sample meter"
+        )
     d = d.sort_values("ts").reset_index(drop=True)
     fine = policy.min_interval.seconds and policy.min_interval.seconds <= 3600
     if fine:

@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 
 from minimeter.errors import ConfigError
+from minimeter.files import atomic_write
 from minimeter.policy.load import load_policy_set
 from minimeter.report import queries
 
@@ -114,7 +115,7 @@ class Doc:
         self.md.append("")
 
     def image(self, png: bytes, name: str, alt: str, directory: Path) -> None:
-        (directory / name).write_bytes(png)
+        atomic_write(directory / name, png)
         data = base64.b64encode(png).decode()
         self.html.append(f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'/>")
         self.md.append(f"![{alt}]({name})\n")
@@ -162,7 +163,13 @@ def write_report(
     db = out / "_audit" / "audit.duckdb"
     if not db.is_file():
         raise ConfigError(f"{db}: no audit database (run minimeter run first)", "input-unreadable")
-    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise ConfigError(
+            f"{db}: cannot open the audit database ({reason})", "input-unreadable"
+        ) from None
     try:
         if run_id is None:
             run_id = queries.latest_run(con)
@@ -178,15 +185,21 @@ def write_report(
                 f"({str(known[0][0])[:16]}): the report would describe other policies",
                 "policy-mismatch",
             )
+        inputs = Inputs.load(out, ps, run_id, raw, pki)
         directory = out / "_report"
-        directory.mkdir(parents=True, exist_ok=True)
         fig = queries.Figures(con)
         doc = Doc()
-        write_sections(doc, fig, Inputs.load(out, ps, run_id, raw, pki), directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            write_sections(doc, fig, inputs, directory)
+            html_text, md = doc.page(f"Minimeter report {run_id}")
+            atomic_write(directory / "index.html", html_text.encode())
+            atomic_write(directory / "report.md", md.encode())
+            atomic_write(directory / "figures.json", json.dumps(fig.items, indent=1).encode())
+        except OSError as exc:
+            raise ConfigError(
+                f"{directory}: cannot write the report ({exc.strerror or exc})", "output-unwritable"
+            ) from None
     finally:
         con.close()
-    html_text, md = doc.page(f"Minimeter report {run_id}")
-    (directory / "index.html").write_text(html_text)
-    (directory / "report.md").write_text(md)
-    (directory / "figures.json").write_text(json.dumps(fig.items, indent=1))
     return directory / "index.html", directory / "report.md"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from minimeter.conformance.suites import Check, checks, manifest_check
+from minimeter.errors import ConfigError
 from minimeter.layout import OutLayout
 from minimeter.obis import OBIS_TABLE
 from minimeter.policy.explain import LEGAL_BASES, explanation
@@ -62,16 +63,22 @@ class Inputs:
     ) -> Inputs:
         key = pki / "pseudonym-secret.key" if pki else None
         meters_csv = raw.parent.parent / "meters.csv" if raw else None
-        return cls(
-            out,
-            ps,
-            run_id,
-            pd.read_parquet(raw) if raw else None,
-            pd.read_csv(meters_csv).set_index("meter")
-            if meters_csv and meters_csv.is_file()
-            else None,
-            key.read_bytes() if key and key.is_file() else None,
-        )
+        try:
+            return cls(
+                out,
+                ps,
+                run_id,
+                pd.read_parquet(raw) if raw else None,
+                pd.read_csv(meters_csv).set_index("meter")
+                if meters_csv and meters_csv.is_file()
+                else None,
+                key.read_bytes() if key and key.is_file() else None,
+            )
+        except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors are ValueErrors too
+            what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise ConfigError(
+                f"--raw {raw} / --pki {pki}: cannot read ({what})", "input-unreadable"
+            ) from None
 
     @property
     def rid(self) -> str:
