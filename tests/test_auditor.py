@@ -90,7 +90,11 @@ def tamper(out: Path, recipient: str, change) -> None:  # noqa: ANN001
     table = pq.read_table(path)
     df = table.to_pandas()
     df = change(df)
-    pq.write_table(pa.Table.from_pandas(df, schema=table.schema, preserve_index=False), path)
+    for f in table.schema:  # UTC instants as naive datetime64 (pyarrow's tz path warns on pandas 3)
+        if pa.types.is_timestamp(f.type) and f.type.tz is not None:
+            df[f.name] = df[f.name].dt.tz_convert(None)
+    columns = [pa.array(df[f.name].to_numpy(), type=f.type) for f in table.schema]
+    pq.write_table(pa.Table.from_arrays(columns, schema=table.schema), path)
 
 
 def add_voltage(df: pd.DataFrame) -> pd.DataFrame:
