@@ -11,6 +11,7 @@ before the data it names.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -19,9 +20,11 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False, parents: boo
     (``parents``: create missing directories; otherwise a missing one is an ``OSError``)."""
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # a new file of our own (never an existing one, never through a symlink), mode by umask
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
-        with tmp.open("wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:
                 f.flush()
