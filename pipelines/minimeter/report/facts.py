@@ -88,7 +88,7 @@ def recipient_status(fig: Figures, rid: str, policy: Policy) -> RecipientStatus:
         _value(
             fig,
             rows,
-            f"{policy.id} messages relayed",
+            f"{policy.id} messages relayed re-signed",
             queries.count(rid, policy.id, "messages-forwarded"),
         )
         or 0

@@ -97,7 +97,7 @@ def write_sections(doc: Doc, fig: Figures, inp: Inputs, directory: Path) -> None
         f"# Minimeter DPIA policy report: run {inp.run_id}\n",
     )
     css = "verdict ok" if verdict.ok else "verdict bad"
-    doc.p(("Verdict: " if verdict.ok else "Verdict: ") + verdict.line(), css)
+    doc.p("Verdict: " + verdict.line(), css)
     for note in verdict.notes:
         doc.p(f"Note: {note}.", "note")
     doc.kv(list(verdict.figures))
