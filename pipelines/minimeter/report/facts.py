@@ -75,24 +75,14 @@ def _value(fig: Figures, rows: list[Row], label: str, sql: str) -> str:
 
 def recipient_status(fig: Figures, rid: str, policy: Policy) -> RecipientStatus:
     rows: list[Row] = []
-    delivered = int(
-        _value(
-            fig,
-            rows,
-            f"{policy.id} rows delivered",
-            queries.count(rid, policy.id, "rows-delivered"),
+
+    def counted(label: str, reason: str) -> int:
+        return int(
+            _value(fig, rows, f"{policy.id} {label}", queries.count(rid, policy.id, reason)) or 0
         )
-        or 0
-    )
-    forwarded = int(
-        _value(
-            fig,
-            rows,
-            f"{policy.id} messages relayed re-signed",
-            queries.count(rid, policy.id, "messages-forwarded"),
-        )
-        or 0
-    )
+
+    delivered = counted("rows delivered", "rows-delivered")
+    forwarded = counted("messages relayed re-signed", "messages-forwarded")
     checks = int(_value(fig, rows, f"{policy.id} checks", queries.expectations(rid, policy.id)))
     failed = int(
         _value(
