@@ -235,6 +235,31 @@ def test_report_input_and_output_problems_are_one_line(run: Path, tmp_path: Path
         assert "Traceback" not in proc.stderr
 
 
+def test_an_audit_that_is_not_a_database_stops_every_command(run: Path, fleet: Path) -> None:
+    """``run``, ``expire``, ``report`` and ``conformance`` on an OUT whose audit is garbage: one
+    line ``input-unreadable``, exit 3, and the run stops before its job (nothing staged)."""
+    (run / "_audit" / "audit.duckdb").write_bytes(b"not a database" * 100)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "minimeter", *args], capture_output=True, text=True, check=False
+        )
+
+    procs = [
+        run_cli(fleet, run, run_id="a2", pattern=str(fleet / "messages" / "2026-01-19" / "*.cms")),
+        cli("expire", str(run), "--as-of", "2030-01-01", "--pki", str(fleet / "pki")),
+        cli("report", str(run)),
+        cli("conformance", str(run), "--run-id", "a1", "--policies", str(ROOT / "policies"),
+            "--meters", str(fleet / "meters.csv"), "--pki", str(fleet / "pki")),
+    ]  # fmt: skip
+    for proc in procs:
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 3, proc.stderr[-2000:]
+        assert len(lines) == 1 and lines[0].startswith("minimeter: input-unreadable: "), lines
+        assert "not a valid DuckDB database" in lines[0]
+    assert not (run / "_staging").exists() or not any((run / "_staging").iterdir())
+
+
 @pytest.mark.parametrize("shift_hours,failing", [(0, {"_gap_s"}), (6, {"_gap_s", "_aligned"})])
 def test_timestamps_closer_than_allowed_are_caught(
     run: Path, fleet: Path, shift_hours: int, failing: set[str]

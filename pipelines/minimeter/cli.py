@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minimeter import __version__
+from minimeter.auditdb import open_audit
 from minimeter.errors import (
     EXIT_OTHER,
     EXIT_USAGE,
@@ -624,7 +625,6 @@ def _conformance(args: argparse.Namespace) -> int:
     """Re-check a published run: its suites (scope included), and every file against its
     manifest. The results go to ``conformance_checks`` (the run's own results stay as they
     were); a failing recipient's tree of the run moves to quarantine."""
-    import duckdb
 
     from minimeter.conformance.quarantine import quarantine
     from minimeter.conformance.run import as_of_datetime, check_trees
@@ -638,7 +638,7 @@ def _conformance(args: argparse.Namespace) -> int:
     db = layout.audit_db
     if not db.is_file():
         raise ConfigError(f"{db}: no audit database", "input-unreadable")
-    con = duckdb.connect(str(db), read_only=True)
+    con = open_audit(db)
     try:
         run = con.execute(
             "SELECT as_of, policy_hash FROM runs WHERE run_id = ?", [args.run_id]

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 
+from minimeter.auditdb import open_audit
 from minimeter.errors import ConfigError
 from minimeter.layout import OutLayout
 from minimeter.manifest import Signer, write_index, write_manifest
@@ -46,7 +46,7 @@ def _retentions(db: Path) -> tuple[dict[str, Duration], dict[str, date]]:
     """Each recipient's retention under its latest run's policy, and each run's as-of."""
     if not db.is_file():
         raise ConfigError(f"{db}: no audit database", "input-unreadable")
-    con = duckdb.connect(str(db), read_only=True)
+    con = open_audit(db)
     try:
         rows = con.execute(
             "SELECT p.recipient, p.retention FROM policies p JOIN runs r USING (run_id) "
@@ -138,7 +138,7 @@ def _committed(layout: OutLayout, run_id: str) -> str | None:
 
 
 def _record(db: Path, found: list[Expiration], at: datetime, as_of: date) -> None:
-    con = duckdb.connect(str(db))
+    con = open_audit(db, read_only=False)
     try:
         con.execute(SCHEMA)
         if found:

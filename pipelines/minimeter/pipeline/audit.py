@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow.parquet as pq
 
+from minimeter.auditdb import open_audit
 from minimeter.conformance.run import ConformanceOutcome
 from minimeter.policy.model import PolicySet
 
@@ -83,7 +84,7 @@ def write_audit(
     path = layout.audit_db
     path.parent.mkdir(parents=True, exist_ok=True)
     dead = pq.read_table(dead_letters).to_pylist()
-    con = duckdb.connect(str(path))
+    con = open_audit(path, read_only=False)
     try:
         con.execute(SCHEMA)
         con.execute("BEGIN")
@@ -211,7 +212,7 @@ def committed_publish_id(db: Path, run_id: str) -> str | None:
     """The publish id the audit committed for a run (None: no such run, or no audit)."""
     if not db.is_file():
         return None
-    con = duckdb.connect(str(db), read_only=True)
+    con = open_audit(db)
     try:
         try:
             row = con.execute("SELECT publish_id FROM runs WHERE run_id = ?", [run_id]).fetchall()
@@ -237,7 +238,7 @@ def policy_files(policies: Path) -> list[tuple[str, bytes]]:
 
 
 def extract_policy_files(db: Path, run_id: str, target: Path) -> None:
-    con = duckdb.connect(str(db), read_only=True)
+    con = open_audit(db)
     try:
         rows = con.execute(
             "SELECT file, content FROM policy_files WHERE run_id = ?", [run_id]
@@ -265,7 +266,7 @@ def record_check(
     at: datetime,
 ) -> None:
     """An auditor's re-check of a run, added beside (never over) the run's own results."""
-    con = duckdb.connect(str(out / "_audit" / "audit.duckdb"))
+    con = open_audit(out / "_audit" / "audit.duckdb", read_only=False)
     try:
         con.execute(SCHEMA)
         con.execute("BEGIN")

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from minimeter.auditdb import open_audit
 from minimeter.errors import ConfigError, MinimeterError
 from minimeter.files import atomic_write
 from minimeter.layout import OutLayout, Staging
@@ -265,6 +266,8 @@ def run(cfg: RunConfig, *, progress: bool = False) -> RunResult:
     ps, runner, paths = check_before_run(cfg)
     layout = OutLayout(cfg.out)
     with OutLock(layout, cfg.run_id):
+        if layout.audit_db.exists():  # an audit that cannot be opened stops us before the job
+            open_audit(layout.audit_db).close()
         return _run_locked(cfg, ps, runner, len(paths), layout, started, started_at, progress)
 
 

@@ -11,9 +11,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from minimeter.auditdb import open_audit
 from minimeter.errors import ConfigError
 from minimeter.files import atomic_write
 from minimeter.policy.load import load_policy_set
@@ -163,13 +163,7 @@ def write_report(
     db = out / "_audit" / "audit.duckdb"
     if not db.is_file():
         raise ConfigError(f"{db}: no audit database (run minimeter run first)", "input-unreadable")
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error as exc:
-        reason = str(exc).splitlines()[0][:200]
-        raise ConfigError(
-            f"{db}: cannot open the audit database ({reason})", "input-unreadable"
-        ) from None
+    con = open_audit(db)
     try:
         if run_id is None:
             run_id = queries.latest_run(con)
