@@ -75,3 +75,23 @@ def test_no_directory_is_made_for_a_users_output_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         atomic_write(tmp_path / "typo" / "summary.json", b"{}", parents=False)
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_device_or_fifo_is_written_into_never_replaced(tmp_path: Path) -> None:
+    """``--out /dev/full`` must fail (no space), not swap the device for a regular file; a FIFO
+    gets the bytes; a directory is an error."""
+    with pytest.raises(OSError):
+        atomic_write(Path("/dev/full"), b"x", parents=False)
+    assert not Path("/dev/full").is_file()
+    with pytest.raises(OSError):
+        atomic_write(tmp_path, b"x", parents=False)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write(fifo, b"through the pipe", parents=False)
+    reader.join(timeout=10)
+    assert got == [b"through the pipe"] and not fifo.is_file()

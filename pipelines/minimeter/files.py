@@ -20,6 +20,10 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False, parents: boo
     (``parents``: create missing directories; otherwise a missing one is an ``OSError``)."""
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():  # a device, a FIFO, a directory: never replaced
+        with path.open("wb") as target:  # written into as it is (a directory raises OSError)
+            target.write(data)
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     # a new file of our own (never an existing one, never through a symlink), mode by umask
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
