@@ -31,6 +31,7 @@ from minimeter.files import atomic_write
 
 if TYPE_CHECKING:
     from minimeter.cms import TrustStore
+    from minimeter.storage import AnyPath
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -507,18 +508,13 @@ def _run_config(args: argparse.Namespace, beam_args: tuple[str, ...]) -> Any:
         extra["carry_max_age_days"] = args.carry_max_age_days
     if args.crl:
         extra["crls"] = tuple(Path(c) for c in args.crl)
-    if "://" in args.out:
-        raise UsageError(
-            "--out: publishing needs a POSIX file system (local or mounted); object stores "
-            "are not supported for --out"
-        )
     return RunConfig(
         input=args.input,
         policies=Path(args.policies),
         pki=Path(args.pki),
         consent=Path(args.consent),
         meters=Path(args.meters),
-        out=Path(args.out),
+        out=_out(args.out, beam_args, writing=True),
         beam_args=beam_args,
         spill=not args.no_spill,
         **extra,  # type: ignore[arg-type]
@@ -547,6 +543,40 @@ def _run(args: argparse.Namespace) -> int:
         raise
 
 
+def _out(text: str, beam_args: tuple[str, ...] = (), *, writing: bool = False) -> AnyPath:
+    """``--out``: a local folder, or an object store (``s3://``, ``gs://``) through Beam's
+    FileSystems, configured by the Beam options (``run``) or the store's own environment
+    (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ... for S3). A store that cannot be reached is
+    one line within seconds: ``output-unwritable`` for ``run`` (``writing``), else
+    ``input-unreadable``."""
+    from minimeter.storage import ObjectPath, check_reachable, configure, is_url, location
+
+    if is_url(text):
+        scheme = text.partition("://")[0]
+        try:
+            configure(beam_args)
+            from apache_beam.io.filesystems import FileSystems
+
+            FileSystems.get_filesystem(text)
+        except ValueError as exc:
+            raise UsageError(f"--out: {exc}") from None
+        except ImportError as exc:
+            raise UsageError(
+                f"--out: {scheme}:// needs Beam's extras for it ({exc.name or exc}); "
+                "pip install 'minimeter[aws]' (s3://) or 'minimeter[gcp]' (gs://)"
+            ) from None
+    out = location(text)
+    if isinstance(out, ObjectPath):
+        try:
+            check_reachable(out)
+        except OSError as exc:
+            raise ConfigError(
+                f"--out: {text}: cannot reach the store ({exc.strerror})",
+                "output-unwritable" if writing else "input-unreadable",
+            ) from None
+    return out
+
+
 def _expire(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -556,7 +586,7 @@ def _expire(args: argparse.Namespace) -> int:
         as_of = date.fromisoformat(args.as_of)
     except ValueError:
         raise UsageError(f"--as-of: {args.as_of!r} is not a date YYYY-MM-DD") from None
-    out = Path(args.out)
+    out = _out(args.out)
     if not out.is_dir():
         raise ConfigError(f"{out}: not a folder", "input-unreadable")
     found = expire(out, as_of=as_of, pki=Path(args.pki), dry_run=args.dry_run, at=datetime.now(UTC))
@@ -580,7 +610,7 @@ def _subject(args: argparse.Namespace) -> int:
 
     ps = require_valid(load_policy_set(args.policies))
     found = subject_access(
-        args.meter, out=Path(args.out), ps=ps, pki=Path(args.pki), meters=Path(args.meters)
+        args.meter, out=_out(args.out), ps=ps, pki=Path(args.pki), meters=Path(args.meters)
     )
     docs = [d.as_dict(show_pseudonyms=args.show_pseudonyms) for d in found]
     if args.json:
@@ -604,7 +634,7 @@ def _verify(args: argparse.Namespace) -> int:
     from minimeter.manifest import verify
 
     trust = TrustStore.from_files(args.trust_anchor, ())
-    out = Path(args.out)
+    out = _out(args.out)
     if not out.is_dir():
         raise ConfigError(f"{out}: not a folder", "input-unreadable")
     at = _parse_at(args.at) or datetime.now(UTC)
@@ -633,7 +663,7 @@ def _conformance(args: argparse.Namespace) -> int:
     from minimeter.manifest import manifest_findings
     from minimeter.pipeline.audit import record_check
 
-    out = Path(args.out)
+    out = _out(args.out)
     layout = OutLayout(out)
     db = layout.audit_db
     if not db.is_file():
@@ -721,7 +751,7 @@ def _report(args: argparse.Namespace) -> int:
     from minimeter.report import write_report
 
     paths = write_report(
-        Path(args.out),
+        _out(args.out),
         policies=args.policies,
         run_id=args.run_id,
         raw=Path(args.raw) if args.raw else None,

@@ -12,12 +12,9 @@ runs is cleaned. ``verify`` holds after an expiry.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from minimeter.auditdb import open_audit
 from minimeter.errors import ConfigError
@@ -25,6 +22,7 @@ from minimeter.layout import OutLayout
 from minimeter.manifest import Signer, write_index, write_manifest
 from minimeter.policy.duration import Duration
 from minimeter.publish import OutLock, recover
+from minimeter.storage import AnyPath, parquet_rows, relative, remove_tree
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS expirations (
@@ -42,7 +40,7 @@ class Expiration:
     reason: str
 
 
-def _retentions(db: Path) -> tuple[dict[str, Duration], dict[str, date]]:
+def _retentions(db: AnyPath) -> tuple[dict[str, Duration], dict[str, date]]:
     """Each recipient's retention under its latest run's policy, and each run's as-of."""
     if not db.is_file():
         raise ConfigError(f"{db}: no audit database", "input-unreadable")
@@ -59,7 +57,7 @@ def _retentions(db: Path) -> tuple[dict[str, Duration], dict[str, date]]:
 
 
 def expire(
-    out: Path, *, as_of: date, pki: Path, dry_run: bool = False, at: datetime
+    out: AnyPath, *, as_of: date, pki: Path, dry_run: bool = False, at: datetime
 ) -> list[Expiration]:
     """Remove (or, with ``dry_run``, list) every published file beyond its retention."""
     layout = OutLayout(out)
@@ -80,11 +78,11 @@ def expire(
             horizon = retention[rid].subtract_from(when).date()
             touched = False
             for tree in layout.published_runs(rid):
-                gone: list[Path] = []
+                gone: list[AnyPath] = []
                 for f in tree.data_files():
                     day = date.fromisoformat(f.parent.name.removeprefix("date="))
                     if day < horizon:
-                        rows = pq.ParquetFile(f).metadata.num_rows
+                        rows = parquet_rows(f)
                         found.append(
                             Expiration(rid, tree.run_id, _rel(f, tree.base), rows, "retention")
                         )
@@ -103,7 +101,7 @@ def expire(
                     f.unlink()
                     _prune(f.parent, tree.base)
                 if not tree.data_files() and not tree.forward_files():
-                    shutil.rmtree(tree.base)
+                    remove_tree(tree.base)
                     continue
                 doc = json.loads(tree.manifest.read_text())
                 write_manifest(
@@ -121,11 +119,11 @@ def expire(
     return found
 
 
-def _rel(path: Path, base: Path) -> str:
-    return path.relative_to(base).as_posix()
+def _rel(path: AnyPath, base: AnyPath) -> str:
+    return relative(path, base)
 
 
-def _prune(directory: Path, stop: Path) -> None:
+def _prune(directory: AnyPath, stop: AnyPath) -> None:
     while directory != stop and directory.is_dir() and not any(directory.iterdir()):
         directory.rmdir()
         directory = directory.parent
@@ -137,7 +135,7 @@ def _committed(layout: OutLayout, run_id: str) -> str | None:
     return committed_publish_id(layout.audit_db, run_id)
 
 
-def _record(db: Path, found: list[Expiration], at: datetime, as_of: date) -> None:
+def _record(db: AnyPath, found: list[Expiration], at: datetime, as_of: date) -> None:
     con = open_audit(db, read_only=False)
     try:
         con.execute(SCHEMA)

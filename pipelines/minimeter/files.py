@@ -5,7 +5,8 @@ messages, manifests and their signatures, indexes, the publish record, the state
 summary and the CLI's outputs. ``durable=True`` also flushes the file and its directory to disk
 before returning, for the records a crashed machine must find as they were (the publish record,
 the state chain, manifests): a rename is atomic, but without ``fsync`` it may reach the disk
-before the data it names.
+before the data it names. In an object store (``minimeter.storage.ObjectPath``) one upload is
+both: an object appears whole once its upload completes, and only then.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ import os
 import secrets
 from pathlib import Path
 
+from minimeter.storage import AnyPath, ObjectPath
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = False, parents: bool = True) -> None:
+
+def atomic_write(
+    path: AnyPath, data: bytes, *, durable: bool = False, parents: bool = True
+) -> None:
     """Write ``data`` to ``path`` by a temporary file in the same directory and one rename
     (``parents``: create missing directories; otherwise a missing one is an ``OSError``)."""
+    if isinstance(path, ObjectPath):
+        path.write_bytes(data)
+        return
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not path.is_file():  # a device, a FIFO, a directory: never replaced
@@ -41,9 +49,9 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False, parents: boo
         sync_directory(path.parent)
 
 
-def sync_tree(root: Path) -> None:
+def sync_tree(root: AnyPath) -> None:
     """Flush every file and directory below ``root`` to disk (before a record that names them)."""
-    if not root.is_dir():
+    if isinstance(root, ObjectPath) or not root.is_dir():
         return
     for directory, _dirs, files in os.walk(root):
         for name in files:
@@ -51,9 +59,10 @@ def sync_tree(root: Path) -> None:
         _fsync(Path(directory))
 
 
-def sync_directory(path: Path) -> None:
+def sync_directory(path: AnyPath) -> None:
     """Flush a directory's entries (files created, renamed or removed in it) to disk."""
-    _fsync(path)
+    if isinstance(path, Path):
+        _fsync(path)
 
 
 def _fsync(path: Path) -> None:

@@ -12,11 +12,11 @@ protects; interval values can still match where two recipients get the same gran
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 
 from minimeter.policy.model import Policy
+from minimeter.storage import AnyPath, LocalCopies
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,19 @@ class Linkability:
     """Of those, the series with at least one exact (OBIS, time, value) in the other's rows."""
 
 
-def measure(trees: dict[str, Path], policies: tuple[Policy, ...]) -> list[Linkability]:
+def measure(trees: dict[str, AnyPath], policies: tuple[Policy, ...]) -> list[Linkability]:
     """Every ordered pair of one jurisdiction, the first pseudonymised, on one run's trees."""
     rows = {p.id: p for p in policies if p.delivery == "parquet" and p.id in trees}
-    files = {rid: sorted(str(f) for f in trees[rid].glob("data/date=*/*.parquet")) for rid in rows}
+    found = {rid: sorted(trees[rid].glob("data/date=*/*.parquet")) for rid in rows}
+    order = [(rid, f) for rid in sorted(found) for f in found[rid]]
+    with LocalCopies(f for _, f in order) as local:  # type: ignore[misc]
+        files: dict[str, list[str]] = {rid: [] for rid in rows}
+        for (rid, _), name in zip(order, local, strict=True):
+            files[rid].append(name)
+        return _measure(rows, files)
+
+
+def _measure(rows: dict[str, Policy], files: dict[str, list[str]]) -> list[Linkability]:
     out: list[Linkability] = []
     con = duckdb.connect()
     try:

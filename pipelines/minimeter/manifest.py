@@ -14,9 +14,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-import pyarrow.parquet as pq
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
@@ -27,12 +26,13 @@ from minimeter.files import atomic_write
 from minimeter.keys import load_certificates, load_private_key
 from minimeter.layout import INDEX, MANIFEST, SIGNATURE, OutLayout, RecipientTree
 from minimeter.policy.model import Policy
+from minimeter.storage import AnyPath, relative
 
 FORMAT = "minimeter-manifest/1"
 INDEX_FORMAT = "minimeter-index/1"
 
 
-def digest_file(path: Path) -> str:
+def digest_file(path: AnyPath) -> str:
     """SHA-256 of a file, read in chunks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -99,11 +99,11 @@ def write_manifest(
     files: list[dict[str, object]] = []
     total = 0
     for path in tree.data_files():
-        rows = pq.ParquetFile(path).metadata.num_rows
-        total += rows
-        files.append(_entry(tree, path, "data", rows))
+        entry = _entry(tree, path, "data")
+        total += int(entry["rows"])  # type: ignore[call-overload]
+        files.append(entry)
     for path in tree.forward_files():
-        files.append(_entry(tree, path, "forward", None))
+        files.append(_entry(tree, path, "forward"))
     doc = {
         "format": FORMAT,
         "recipient": recipient,
@@ -120,13 +120,25 @@ def write_manifest(
     return Manifest(recipient, tree.run_id, hashlib.sha256(data).hexdigest(), len(files), total)
 
 
-def _entry(tree: RecipientTree, path: Path, kind: str, rows: int | None) -> dict[str, object]:
+def _rows_of(parquet: bytes) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(pa.BufferReader(parquet)).metadata.num_rows)
+
+
+def _entry(tree: RecipientTree, path: AnyPath, kind: str) -> dict[str, object]:
+    """A file's manifest entry from one read of it (one request in an object store)."""
+    data = path.read_bytes()
+    rows = None
+    if kind == "data":
+        rows = _rows_of(data)
     return {
-        "path": path.relative_to(tree.base).as_posix(),
+        "path": relative(path, tree.base),
         "kind": kind,
         "rows": rows,
-        "bytes": path.stat().st_size,
-        "sha256": digest_file(path),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
 
 
@@ -180,7 +192,7 @@ class Verified:
 
 
 def _signed_json(
-    data_path: Path, sig_path: Path, trust: TrustStore, at: datetime
+    data_path: AnyPath, sig_path: AnyPath, trust: TrustStore, at: datetime
 ) -> tuple[dict[str, object] | None, bytes | None, str | None]:
     """(document, bytes, problem)."""
     try:
@@ -205,7 +217,7 @@ def _signed_json(
 
 
 def verify_recipient(
-    root: Path,
+    root: AnyPath,
     recipient: str,
     trust: TrustStore,
     *,
@@ -274,19 +286,28 @@ def _check_files(
     assert isinstance(entries, list)
     listed = set()
     rows = 0
+    present = {  # one listing (an object store's rglob lists objects only)
+        relative(p, tree.base)
+        for p in tree.base.rglob("*")
+        if not isinstance(p, Path) or p.is_file()
+    }
     for entry in entries:
         rel = str(entry["path"])
         listed.add(rel)
-        path = tree.base / rel
-        if ".." in Path(rel).parts or not path.is_file():
+        if ".." in PurePosixPath(rel).parts or rel not in present:
             report(f"{rel}: missing")
             continue
-        if digest_file(path) != entry["sha256"]:
+        try:
+            data = (tree.base / rel).read_bytes()  # one read: hash and rows
+        except OSError as exc:
+            report(f"{rel}: unreadable ({exc.strerror or exc})")
+            continue
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             report(f"{rel}: SHA-256 differs from the manifest")
             continue
         if entry.get("kind") == "data":
             try:
-                n = pq.ParquetFile(path).metadata.num_rows
+                n = _rows_of(data)
             except Exception:  # noqa: BLE001 - any unreadable file is a finding
                 report(f"{rel}: not readable as Parquet")
                 continue
@@ -295,8 +316,7 @@ def _check_files(
             rows += n
     if rows != doc.get("rows"):
         report(f"{rows} rows in the files, the manifest says {doc.get('rows')}")
-    for path in sorted(p for p in tree.base.rglob("*") if p.is_file()):
-        rel = path.relative_to(tree.base).as_posix()
+    for rel in sorted(present):
         if rel not in listed and rel not in (MANIFEST, SIGNATURE):
             report(f"{rel}: not in the manifest")
     return len(entries), rows
@@ -315,7 +335,7 @@ def manifest_findings(tree: RecipientTree) -> list[str]:
 
 
 def verify(
-    out: Path,
+    out: AnyPath,
     trust: TrustStore,
     *,
     recipient: str | None = None,

@@ -16,14 +16,18 @@
    committed is carried out (step 4); any other staging is a dead run's, and is removed. Earlier
    published runs are never touched by either.
 
-The lock and the renames need ``OUT`` on a POSIX file system (local disk or a shared mount).
+On a POSIX file system (local disk or a shared mount) the lock is an ``O_EXCL`` file and every
+move one rename. In an object store (``s3://``, ``gs://``) the lock is a conditional put and a
+move copies a tree's objects, manifest last, then deletes the sources (``minimeter.storage``);
+publishing is idempotent either way, so a killed publish is finished by the next run. A lock
+left by a process on another host is never taken over: remove ``OUT/_lock`` once that run is
+known to be dead.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -35,6 +39,7 @@ from pathlib import Path
 from minimeter.errors import MinimeterError
 from minimeter.files import atomic_write, sync_directory, sync_tree
 from minimeter.layout import OutLayout, Staging
+from minimeter.storage import AnyPath, create_exclusive, move_tree, remove_tree, subfolders
 
 CRASH_AT = "MINIMETER_CRASH_AT"
 """Fault injection for the tests: the run kills itself (SIGKILL) at the named point."""
@@ -94,16 +99,12 @@ def OutLock(layout: OutLayout, run_id: str, *, at: datetime | None = None) -> It
         _process_start(os.getpid()),
     )
     for _ in range(3):
-        try:
-            fd = os.open(layout.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        if not create_exclusive(layout.lock, json.dumps(asdict(me)).encode()):
             holder = read_lock(layout)
             if holder is None or (holder.host == me.host and not _alive(holder.pid, holder.start)):
                 _take_over(layout, holder)
                 continue
             raise OutLocked(f"{layout.root} is held by {holder.describe()}") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(me), f)
         break
     else:  # pragma: no cover - three races lost in a row
         raise OutLocked(f"{layout.root}: could not take the lock")
@@ -169,14 +170,14 @@ class PublishRecord:
             return None
 
 
-def _publish_id_of(tree_manifest: Path) -> str | None:
+def _publish_id_of(tree_manifest: AnyPath) -> str | None:
     try:
         return str(json.loads(tree_manifest.read_text()).get("publish_id"))
     except (OSError, ValueError, AttributeError):
         return None
 
 
-def _replace_dir(source: Path, target: Path, trash: Path) -> None:
+def _replace_dir(source: AnyPath, target: AnyPath, trash: AnyPath) -> None:
     """``source`` becomes ``target``; an existing ``target`` goes to ``trash`` first. The
     rename reaches the disk before the caller goes on (the staging folder, which holds the
     commit record, is removed only after every rename is durable)."""
@@ -184,9 +185,9 @@ def _replace_dir(source: Path, target: Path, trash: Path) -> None:
     if target.exists():
         trash.parent.mkdir(parents=True, exist_ok=True)
         if trash.exists():
-            shutil.rmtree(trash)
-        os.replace(target, trash)
-    os.replace(source, target)
+            remove_tree(trash)
+        move_tree(target, trash)
+    move_tree(source, target)
     sync_directory(target.parent)
 
 
@@ -203,7 +204,7 @@ def apply_publish(
             _replace_dir(staged.base, published.base, staging.replaced / rid)
             touched = True
         elif published.base.is_dir() and _publish_id_of(published.manifest) != record.publish_id:
-            shutil.rmtree(published.base)  # an earlier attempt of this run id, now not published
+            remove_tree(published.base)  # an earlier attempt of this run id, now not published
             touched = True
         if rid in record.quarantined and staged.base.is_dir():
             q = layout.quarantine(record.run_id, rid)
@@ -215,17 +216,17 @@ def apply_publish(
     if staging.dead_letters.is_file():
         target = layout.dead_letters(record.run_id)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging.dead_letters, target)
+        move_tree(staging.dead_letters, target)
         sync_directory(target.parent)
     if staging.state.is_dir():
         _replace_dir(staging.state, layout.state(record.run_id), staging.replaced / "_state")
     if record.state or layout.state_index.exists():
         set_state_head(layout, record.run_id, record.consumed_state)
-    shutil.rmtree(staging.base, ignore_errors=True)
+    remove_tree(staging.base)
     _remove_if_empty(layout.staging_root)
 
 
-def _remove_if_empty(path: Path) -> None:
+def _remove_if_empty(path: AnyPath) -> None:
     try:
         path.rmdir()
     except OSError:
@@ -246,7 +247,7 @@ def recover(
             apply_publish(layout, record, write_index)
             done.append(f"finished publishing run {staging.run_id}")
         else:
-            shutil.rmtree(staging.base, ignore_errors=True)
+            remove_tree(staging.base)
             done.append(f"removed the staging of unfinished run {staging.run_id}")
     _remove_if_empty(layout.staging_root)
     return done
@@ -271,9 +272,9 @@ def set_state_head(layout: OutLayout, run_id: str, consumed: str | None) -> None
     runs[run_id] = {"consumed": consumed}
     doc = {"head": run_id, "runs": runs}
     atomic_write(layout.state_index, json.dumps(doc, sort_keys=True).encode(), durable=True)
-    for name in [p.name for p in layout.state_root.iterdir() if p.is_dir()]:
+    for name in subfolders(layout.state_root):
         if name not in (run_id, consumed):  # only the head and what it consumed are kept
-            shutil.rmtree(layout.state(name), ignore_errors=True)
+            remove_tree(layout.state(name))
 
 
 def state_to_consume(layout: OutLayout, run_id: str) -> str | None:

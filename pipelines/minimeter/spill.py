@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import struct
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -30,6 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from minimeter.errors import SpillError
 from minimeter.readings import COLUMNS, DecodedProfile, DecodedSeries
+from minimeter.storage import AnyPath, location, remove_tree
 
 _SALT = b"minimeter spill v1"
 _NONCE = 12
@@ -103,7 +102,7 @@ class Spill:
     profile would cost a file creation each) and returns a reference per profile; ``take`` reads
     one profile back by its reference, reading only its segment."""
 
-    directory: Path
+    directory: AnyPath
     key: bytes
 
     @cached_property
@@ -121,8 +120,8 @@ class Spill:
             refs.append((name, offset, len(sealed)))
             offset += len(sealed)
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / name, "wb") as f:  # read only after put() has returned
-            f.writelines(segments)
+        with (self.directory / name).open("wb") as f:  # read only after put() has returned
+            f.write(b"".join(segments))
         return refs
 
     def take(self, ref: SpillRef) -> DecodedProfile:
@@ -130,7 +129,7 @@ class Spill:
         if len(name) != 32 or not all(c in "0123456789abcdef" for c in name):
             raise SpillError("spill file name is malformed")
         try:
-            with open(self.directory / name, "rb") as f:
+            with (self.directory / name).open("rb") as f:
                 f.seek(offset)
                 data = f.read(length)
         except OSError as exc:
@@ -147,6 +146,6 @@ def _aad(name: str, offset: int) -> bytes:
     return f"{name}:{offset}".encode()
 
 
-def remove_spill(directory: Path | str) -> None:
+def remove_spill(directory: AnyPath | str) -> None:
     """Delete a spill directory and everything in it."""
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_tree(directory if not isinstance(directory, str) else location(directory))

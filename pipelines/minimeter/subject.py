@@ -19,6 +19,7 @@ from minimeter.minimise import in_scope
 from minimeter.policy.model import PolicySet
 from minimeter.pseudonym import pseudonym, recipient_key
 from minimeter.registry import MeterRegistry
+from minimeter.storage import AnyPath, LocalCopies
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Disclosure:
 
 
 def subject_access(
-    meter: str, *, out: Path, ps: PolicySet, pki: Path, meters: Path
+    meter: str, *, out: AnyPath, ps: PolicySet, pki: Path, meters: Path
 ) -> list[Disclosure]:
     registry = MeterRegistry.load(meters)
     canonical = {m.casefold(): m for m in registry.meters}.get(meter.casefold())
@@ -79,8 +80,8 @@ def subject_access(
                     )
                 )
             continue
-        files = [str(f) for t in trees for f in t.data_files()]
-        if not files:
+        objects = [f for t in trees for f in t.data_files()]
+        if not objects:
             continue
         if policy.delivery == "aggregate":
             assert info is not None
@@ -94,11 +95,13 @@ def subject_access(
             if who is None:
                 continue
             where, params, note = "meter = ?", [who], ""
-        rows = duckdb.execute(
-            f"SELECT regexp_extract(filename, '/runs/([^/]+)/', 1) AS run, obis, min(ts), max(ts), "
-            f"count(*) FROM read_parquet(?, filename = true) WHERE {where} GROUP BY ALL",
-            [files, *params],
-        ).fetchall()
+        with LocalCopies(objects) as files:
+            rows = duckdb.execute(
+                f"SELECT regexp_extract(filename, '/runs/([^/]+)/', 1) AS run, obis, min(ts), "
+                f"max(ts), count(*) FROM read_parquet(?, filename = true) WHERE {where} "
+                "GROUP BY ALL",
+                [files, *params],
+            ).fetchall()
         if not rows:
             continue
         found.append(

@@ -9,7 +9,6 @@ columns: a tampered row changes them and fails the suite. Outputs are read in ba
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,38 +16,40 @@ import pyarrow.parquet as pq
 
 from minimeter.minimise import CALENDAR_INTERVALS, FIXED_WIDTH_US, US
 from minimeter.policy.model import Policy
+from minimeter.storage import AnyPath, read_table
 
 BATCH_ROWS = 50_000
 """Rows validated at once: a recipient's output is checked in batches of about this size, so
 that the check's memory does not grow with the output."""
 
 
-def output_files(tree: Path) -> list[Path]:
+def output_files(tree: AnyPath) -> list[AnyPath]:
     """The Parquet files of one recipient tree (``minimeter.layout.RecipientTree``), in date
     order."""
     return sorted(tree.glob("data/date=*/*.parquet"))
 
 
-def read_output(tree: Path) -> pd.DataFrame:
+def read_output(tree: AnyPath) -> pd.DataFrame:
     files = output_files(tree)
     if not files:
         return pd.DataFrame()
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    return pd.concat([read_table(f).to_pandas() for f in files], ignore_index=True)
 
 
-def read_batches(tree: Path, max_rows: int | None = None) -> Iterator[pd.DataFrame]:
+def read_batches(tree: AnyPath, max_rows: int | None = None) -> Iterator[pd.DataFrame]:
     """A recipient tree's rows in date order, as frames of about ``max_rows`` rows (``BATCH_ROWS``
     by default; a file is split by record batches when it is larger)."""
     max_rows = max_rows or BATCH_ROWS
     pending: list[pd.DataFrame] = []
     size = 0
     for path in output_files(tree):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=max_rows):
-            pending.append(batch.to_pandas())
-            size += batch.num_rows
-            if size >= max_rows:
-                yield pd.concat(pending, ignore_index=True)
-                pending, size = [], 0
+        with path.open("rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=max_rows):
+                pending.append(batch.to_pandas())
+                size += batch.num_rows
+                if size >= max_rows:
+                    yield pd.concat(pending, ignore_index=True)
+                    pending, size = [], 0
     if pending:
         yield pd.concat(pending, ignore_index=True)
 

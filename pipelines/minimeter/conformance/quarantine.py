@@ -7,25 +7,25 @@ by ``minimeter.publish``.)
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from minimeter.layout import OutLayout
 from minimeter.manifest import Signer, write_index
+from minimeter.storage import AnyPath, move_tree, remove_tree
 
 
 def quarantine(
-    layout: OutLayout, run_id: str, trees: dict[str, Path], failed: list[str], pki: Path
-) -> dict[str, Path]:
+    layout: OutLayout, run_id: str, trees: dict[str, AnyPath], failed: list[str], pki: Path
+) -> dict[str, AnyPath]:
     """Move each failing recipient's tree of ``run_id``; where each went."""
-    moved: dict[str, Path] = {}
+    moved: dict[str, AnyPath] = {}
     for rid in failed:
         if rid in trees:
             target = layout.quarantine(run_id, rid).base
             if target.exists():
-                shutil.rmtree(target)
+                remove_tree(target)
             target.parent.mkdir(parents=True, exist_ok=True)
-            trees[rid].rename(target)
+            move_tree(trees[rid], target)
             moved[rid] = target
     if moved:
         signer = Signer.from_pki(pki)

@@ -20,6 +20,7 @@ from minimeter.conformance import worker
 from minimeter.conformance.derived import derived, empty_frame, read_batches
 from minimeter.conformance.suites import ExpectationResult, context, suite_for
 from minimeter.policy.model import Policy, PolicySet
+from minimeter.storage import AnyPath
 
 
 def check_recipient(
@@ -123,7 +124,7 @@ class _Merged:
 
 
 def run_conformance(
-    trees: dict[str, Path],
+    trees: dict[str, AnyPath],
     ps: PolicySet,
     *,
     expected_rows: dict[str, int],
@@ -148,7 +149,9 @@ def run_conformance(
         for p in policies
     ]
     running = worker.current()
-    if running is not None:
+    if running is not None and all(isinstance(t[0], Path) for t in tasks):
+        # (the worker process reads local trees; an object store's are read here, where
+        # FileSystems has the run's options)
         answers = [running.check(task) for task in tasks]
         return [  # a task the worker could not check is checked here
             r
@@ -159,7 +162,7 @@ def run_conformance(
     return [r for task in tasks for r in check_task(task, ctx)]
 
 
-CheckTask = tuple[Path, Policy, int, list[str], datetime, list[str] | None]
+CheckTask = tuple[AnyPath, Policy, int, list[str], datetime, list[str] | None]
 _NO_TREE = Path("/nonexistent/minimeter-no-tree")
 
 
@@ -201,7 +204,7 @@ class ConformanceOutcome:
 
 
 def check_trees(
-    trees: dict[str, Path],
+    trees: dict[str, AnyPath],
     ps: PolicySet,
     *,
     expected_rows: dict[str, int],

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow.parquet as pq
 
 from minimeter.auditdb import open_audit
 from minimeter.conformance.run import ConformanceOutcome
 from minimeter.policy.model import PolicySet
+from minimeter.storage import AnyPath, read_table, relative
 
 if TYPE_CHECKING:
     from minimeter.layout import OutLayout
@@ -68,11 +68,11 @@ def write_audit(
     manifests: list[Manifest],
     *,
     layout: OutLayout,
-    dead_letters: Path,
-    conflicts: Path,
+    dead_letters: AnyPath,
+    conflicts: AnyPath,
     linkability: list[Any],
     outcome: ConformanceOutcome,
-    quarantined: dict[str, Path],
+    quarantined: dict[str, AnyPath],
     publish_id: str,
     carried_from: str | None,
     runner: str,
@@ -83,7 +83,7 @@ def write_audit(
     (``minimeter.publish``); a re-run's earlier rows are replaced."""
     path = layout.audit_db
     path.parent.mkdir(parents=True, exist_ok=True)
-    dead = pq.read_table(dead_letters).to_pylist()
+    dead = read_table(dead_letters).to_pylist()
     con = open_audit(path, read_only=False)
     try:
         con.execute(SCHEMA)
@@ -154,9 +154,7 @@ def write_audit(
                 [
                     cfg.run_id,
                     m.recipient,
-                    str(
-                        layout.published(m.recipient, cfg.run_id).manifest.relative_to(layout.root)
-                    ),
+                    relative(layout.published(m.recipient, cfg.run_id).manifest, layout.root),
                     m.sha256,
                     m.files,
                     m.rows,
@@ -175,7 +173,7 @@ def write_audit(
                 "INSERT INTO linkability VALUES (?, ?, ?, ?, ?)",
                 [[cfg.run_id, x.recipient, x.other, x.series, x.matched] for x in linkability],
             )
-        disputes = pq.read_table(conflicts).to_pylist() if conflicts.is_file() else []
+        disputes = read_table(conflicts).to_pylist() if conflicts.is_file() else []
         if disputes:
             con.executemany(
                 "INSERT INTO conflicts VALUES (?, ?, ?, ?, ?)",
@@ -190,8 +188,8 @@ def _insert_conformance(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
     outcome: ConformanceOutcome,
-    quarantined: dict[str, Path],
-    root: Path,
+    quarantined: dict[str, AnyPath],
+    root: AnyPath,
 ) -> None:
     if outcome.results:
         con.executemany(
@@ -204,11 +202,11 @@ def _insert_conformance(
     if quarantined:
         con.executemany(
             "INSERT INTO quarantine VALUES (?, ?, ?)",
-            [[run_id, rid, str(p.relative_to(root))] for rid, p in sorted(quarantined.items())],
+            [[run_id, rid, relative(p, root)] for rid, p in sorted(quarantined.items())],
         )
 
 
-def committed_publish_id(db: Path, run_id: str) -> str | None:
+def committed_publish_id(db: AnyPath, run_id: str) -> str | None:
     """The publish id the audit committed for a run (None: no such run, or no audit)."""
     if not db.is_file():
         return None
@@ -237,7 +235,7 @@ def policy_files(policies: Path) -> list[tuple[str, bytes]]:
     return found
 
 
-def extract_policy_files(db: Path, run_id: str, target: Path) -> None:
+def extract_policy_files(db: AnyPath, run_id: str, target: Path) -> None:
     con = open_audit(db)
     try:
         rows = con.execute(
@@ -258,10 +256,10 @@ def extract_policy_files(db: Path, run_id: str, target: Path) -> None:
 
 
 def record_check(
-    out: Path,
+    out: AnyPath,
     run_id: str,
     results: list[Any],
-    quarantined: dict[str, Path],
+    quarantined: dict[str, AnyPath],
     *,
     at: datetime,
 ) -> None:
@@ -289,7 +287,7 @@ def record_check(
         if quarantined:
             con.executemany(
                 "INSERT INTO quarantine VALUES (?, ?, ?)",
-                [[run_id, rid, str(p.relative_to(out))] for rid, p in sorted(quarantined.items())],
+                [[run_id, rid, relative(p, out)] for rid, p in sorted(quarantined.items())],
             )
         con.execute("COMMIT")
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +12,7 @@ import pyarrow.parquet as pq
 from minimeter.files import atomic_write
 from minimeter.minimise import Deliverable
 from minimeter.policy.load import SCHEMAS
+from minimeter.storage import AnyPath
 
 _TYPES = {
     "string": pa.string(),
@@ -67,7 +67,7 @@ def deliverable_table(rows: list[Deliverable], *, aggregate: bool) -> pa.Table:
     return table.sort_by([(c, "ascending") for c in order])
 
 
-def write_parquet(path: Path, table: pa.Table, metadata: dict[str, str]) -> None:
+def write_parquet(path: AnyPath, table: pa.Table, metadata: dict[str, str]) -> None:
     meta = dict(table.schema.metadata or {})
     meta.update({f"minimeter.{k}".encode(): v.encode() for k, v in metadata.items()})
     table = table.replace_schema_metadata(meta)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -31,6 +30,16 @@ from minimeter.layout import OutLayout, Staging
 from minimeter.policy.check import require_valid
 from minimeter.policy.load import PROJECT_ROOT, load_policy_set
 from minimeter.policy.model import PolicySet
+from minimeter.storage import (
+    AnyPath,
+    ObjectPath,
+    check_reachable,
+    configure,
+    is_url,
+    parquet_rows,
+    read_table,
+    remove_tree,
+)
 
 CARRY_MAX_AGE_DAYS = 7
 
@@ -56,7 +65,8 @@ class RunConfig:
     pki: Path
     consent: Path
     meters: Path
-    out: Path
+    out: AnyPath
+    """A local folder or an object-store URL (``minimeter.storage``)."""
     as_of: date = field(default_factory=lambda: datetime.now(UTC).date())
     run_id: str = field(default_factory=new_run_id)
     beam_args: tuple[str, ...] = ()
@@ -154,13 +164,13 @@ def _check_runner(beam_args: tuple[str, ...]) -> str:
     return str(name)
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: AnyPath) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a directory", "output-unwritable")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
+        probe.write_bytes(b"probe")  # (an empty upload is refused by S3 multipart)
         probe.unlink()
     except OSError as exc:
         raise ConfigError(
@@ -191,6 +201,13 @@ def check_before_run(cfg: RunConfig) -> tuple[PolicySet, str, list[str]]:
             f"--input: {cfg.input} is a directory; give a glob such as {cfg.input}/**/*.cms",
             "usage",
         )
+    if is_url(cfg.input):  # a store that cannot be reached: seconds, not Beam's minutes of retries
+        try:
+            check_reachable(ObjectPath(cfg.input))
+        except OSError as exc:
+            raise ConfigError(
+                f"--input: {cfg.input}: cannot reach the store ({exc.strerror})", "input-unreadable"
+            ) from None
     paths = match_inputs(cfg.input)
     if not paths:
         raise ConfigError(f"--input: no file matches {cfg.input}", "input-unreadable")
@@ -228,14 +245,13 @@ class Progress:
             sys.stderr.flush()
 
     def _line(self) -> str:
-        import pyarrow.parquet as pq
 
         work = self.staging.work
         decoded = sum(1 for _ in work.rglob("*")) * 32 if work.is_dir() else 0
         rows = files = 0
         for f in self.staging.base.glob("recipients/*/data/date=*/*.parquet"):
             try:
-                rows += pq.ParquetFile(f).metadata.num_rows
+                rows += parquet_rows(f)
                 files += 1
             except Exception:  # noqa: BLE001 - a file being written
                 pass
@@ -263,6 +279,7 @@ def run(cfg: RunConfig, *, progress: bool = False) -> RunResult:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     cfg = cfg.absolute()
+    configure(cfg.beam_args)  # FileSystems sees the run's options (an S3 endpoint, say)
     ps, runner, paths = check_before_run(cfg)
     layout = OutLayout(cfg.out)
     with OutLock(layout, cfg.run_id):
@@ -281,8 +298,6 @@ def _run_locked(
     started_at: datetime,
     progress: bool,
 ) -> RunResult:
-    import pyarrow.parquet as pq
-
     from minimeter.conformance import worker
     from minimeter.conformance.run import check_trees
     from minimeter.manifest import Signer, policy_hash, write_index, write_manifest
@@ -302,7 +317,7 @@ def _run_locked(
 
     recovered = recover(layout, lambda rid: committed_publish_id(layout.audit_db, rid), index)
     staging = layout.staging(cfg.run_id)
-    shutil.rmtree(staging.base, ignore_errors=True)
+    remove_tree(staging.base)
     staging.base.mkdir(parents=True)
     worker.start()  # Great Expectations' import overlaps the Beam job
     carried_from = state_to_consume(layout, cfg.run_id) if cfg.carry_max_age_days > 0 else None
@@ -323,7 +338,7 @@ def _run_locked(
             dead_by_category=dict(
                 Counter(
                     (d["stage"], d["category"])
-                    for d in pq.read_table(staging.dead_letters).to_pylist()
+                    for d in read_table(staging.dead_letters).to_pylist()
                 )
             ),
             seconds=time.perf_counter() - started,

@@ -51,6 +51,7 @@ from minimeter.readings import DecodedProfile, DecodedSeries
 from minimeter.redact import Redactor
 from minimeter.registry import ConsentRegistry, MeterRegistry
 from minimeter.spill import Spill, SpillRef, spill_key
+from minimeter.storage import location
 
 DEAD = "dead"
 FORWARD = "forward"
@@ -277,7 +278,7 @@ class SpillPlace:
 
     def open(self) -> Spill:
         key = spill_key(Path(self.secret).read_bytes(), self.key_id)
-        return Spill(Path(self.directory), key)
+        return Spill(location(self.directory), key)
 
 
 @dataclass(frozen=True)
@@ -674,7 +675,7 @@ class _SealCarried(beam.DoFn):
 
 
 def _write_refs(directory: str, refs: list[list[Any]]) -> None:
-    atomic_write(Path(directory) / CARRY_REFS, json.dumps(sorted(refs)).encode())
+    atomic_write(location(directory) / CARRY_REFS, json.dumps(sorted(refs)).encode())
 
 
 class KeepCarried(beam.PTransform):
@@ -695,7 +696,7 @@ class KeepCarried(beam.PTransform):
 
 
 def _read_refs(directory: str) -> list[tuple[str, str, int, int]]:
-    path = Path(directory) / CARRY_REFS
+    path = location(directory) / CARRY_REFS
     if not path.is_file():
         return []
     return [(str(r), str(f), int(o), int(n)) for r, f, o, n in json.loads(path.read_bytes())]
@@ -749,7 +750,7 @@ class _WriteDay(beam.DoFn):
     def process(self, element: tuple[tuple[str, str], Iterable[Deliverable]]) -> Iterator[Any]:
         (rid, day), rows = element
         table = deliverable_table(list(rows), aggregate=rid in self.aggregates)
-        path = Staging(Path(self.staging), self.run_id).recipient(rid).data_file(day)
+        path = Staging(location(self.staging), self.run_id).recipient(rid).data_file(day)
         write_parquet(
             path, table, {"run_id": self.run_id, "policy_hash": self.policy_hash, "recipient": rid}
         )
@@ -819,7 +820,7 @@ class RedactMeterIds(beam.PTransform):
 
 
 def write_forward(item: Forwarded, staging: str, run_id: str) -> tuple[tuple[str, str], int]:
-    tree: RecipientTree = Staging(Path(staging), run_id).recipient(item.recipient)
+    tree: RecipientTree = Staging(location(staging), run_id).recipient(item.recipient)
     atomic_write(tree.forward_file(forward_name(item.message)), item.data)
     return count(item.recipient, "messages-relayed", 1)
 
@@ -839,7 +840,7 @@ def write_dead_letters(staging: str, run_id: str, letters: list[DeadLetter]) -> 
         },
         schema=arrow_schema("dead_letters"),
     )
-    write_parquet(Staging(Path(staging), run_id).dead_letters, table, {"run_id": run_id})
+    write_parquet(Staging(location(staging), run_id).dead_letters, table, {"run_id": run_id})
     return len(letters)
 
 
@@ -857,14 +858,14 @@ def write_conflicts(staging: str, run_id: str, rows: list[ConflictRow]) -> None:
             ),
         }
     )
-    write_parquet(Staging(Path(staging), run_id).conflicts, table, {"run_id": run_id})
+    write_parquet(Staging(location(staging), run_id).conflicts, table, {"run_id": run_id})
 
 
 def write_counts(path: str, items: list[tuple[tuple[str, str], int]]) -> None:
     import json
 
     rows = sorted([[rid, reason, n] for (rid, reason), n in items])
-    atomic_write(Path(path), json.dumps(rows).encode())
+    atomic_write(location(path), json.dumps(rows).encode())
 
 
 def counter_dict(items: Iterable[tuple[tuple[str, str], int]]) -> Counter[tuple[str, str]]:
@@ -955,7 +956,7 @@ class MinimeterJob(beam.PTransform):
             >> beam.Map(lambda letters: write_dead_letters(staging, run_id, letters))
             | "DeadCount" >> beam.Map(lambda n: count(RUN, "dead-letters", n))
         )
-        counts_path = str(Staging(Path(staging), run_id).counts)
+        counts_path = str(Staging(location(staging), run_id).counts)
         return (
             (
                 read[COUNTS],

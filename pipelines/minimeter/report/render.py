@@ -18,6 +18,7 @@ from minimeter.errors import ConfigError
 from minimeter.files import atomic_write
 from minimeter.policy.load import load_policy_set
 from minimeter.report import queries
+from minimeter.storage import AnyPath
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;
 line-height:1.4}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 6px;
@@ -114,7 +115,7 @@ class Doc:
         ]
         self.md.append("")
 
-    def image(self, png: bytes, name: str, alt: str, directory: Path) -> None:
+    def image(self, png: bytes, name: str, alt: str, directory: AnyPath) -> None:
         atomic_write(directory / name, png)
         data = base64.b64encode(png).decode()
         self.html.append(f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'/>")
@@ -148,13 +149,13 @@ class Doc:
 
 
 def write_report(
-    out: Path,
+    out: AnyPath,
     *,
     policies: str | Path | None = None,
     run_id: str | None = None,
     raw: Path | None = None,
     pki: Path | None = None,
-) -> tuple[Path, Path]:
+) -> tuple[AnyPath, AnyPath]:
     """The report of ``run_id`` (the latest run by default) of ``OUT``; refuses a policy set
     whose hash is not the run's. ``raw`` (ground truth readings) and ``pki`` (the pseudonym
     secret) add the plots of raw against delivered values."""

@@ -20,6 +20,7 @@ from minimeter.policy.model import Policy, PolicySet
 from minimeter.report import facts, queries
 from minimeter.report.queries import Figures, q
 from minimeter.report.render import Doc
+from minimeter.storage import AnyPath
 
 REASONS = {
     "rows-delivered": "rows delivered",
@@ -50,7 +51,7 @@ REASONS = {
 
 @dataclass(frozen=True)
 class Inputs:
-    out: Path
+    out: AnyPath
     ps: PolicySet
     run_id: str
     raw: pd.DataFrame | None
@@ -59,7 +60,7 @@ class Inputs:
 
     @classmethod
     def load(
-        cls, out: Path, ps: PolicySet, run_id: str, raw: Path | None, pki: Path | None
+        cls, out: AnyPath, ps: PolicySet, run_id: str, raw: Path | None, pki: Path | None
     ) -> Inputs:
         key = pki / "pseudonym-secret.key" if pki else None
         meters_csv = raw.parent.parent / "meters.csv" if raw else None
@@ -88,7 +89,7 @@ class Inputs:
         return sorted(self.ps.policies, key=lambda p: p.id)
 
 
-def write_sections(doc: Doc, fig: Figures, inp: Inputs, directory: Path) -> None:
+def write_sections(doc: Doc, fig: Figures, inp: Inputs, directory: AnyPath) -> None:
     rid = inp.rid
     statuses = [facts.recipient_status(fig, rid, p) for p in inp.policies()]
     verdict = facts.verdict(fig, rid, statuses)
@@ -248,7 +249,7 @@ def _recipient(
     inp: Inputs,
     p: Policy,
     status: facts.RecipientStatus,
-    directory: Path,
+    directory: AnyPath,
 ) -> None:
     rid = inp.rid
     doc.h(2, f"Recipient {p.id}", status.line())
@@ -285,7 +286,7 @@ def _recipient(
     _plot(doc, inp, p, directory)
 
 
-def _plot(doc: Doc, inp: Inputs, p: Policy, directory: Path) -> None:
+def _plot(doc: Doc, inp: Inputs, p: Policy, directory: AnyPath) -> None:
     from minimeter.conformance.derived import read_output
     from minimeter.report import plots
 
