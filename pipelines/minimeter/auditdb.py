@@ -30,13 +30,23 @@ class RemoteAudit:
         self, con: duckdb.DuckDBPyConnection, local: Path, remote: ObjectPath, *, write: bool
     ) -> None:
         self._con, self._local, self._remote, self._write = con, local, remote, write
-        self._closed = False
+        self._closed = self._failed = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
 
     def execute(self, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
-        return self._con.execute(*args, **kwargs)
+        return self._call(self._con.execute, *args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        return self._call(self._con.executemany, *args, **kwargs)
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        try:
+            return method(*args, **kwargs)  # type: ignore[no-any-return]
+        except BaseException:
+            self._failed = True  # a writer that failed uploads nothing
+            raise
 
     def close(self) -> None:
         if self._closed:
@@ -44,7 +54,7 @@ class RemoteAudit:
         self._closed = True
         try:
             self._con.close()  # the last connection checkpoints: one file holds everything
-            if self._write:
+            if self._write and not self._failed:
                 self._remote.write_bytes(self._local.read_bytes())
         finally:
             shutil.rmtree(self._local.parent, ignore_errors=True)

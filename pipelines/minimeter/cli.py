@@ -553,6 +553,8 @@ def _out(text: str, beam_args: tuple[str, ...] = (), *, writing: bool = False) -
 
     if is_url(text):
         scheme = text.partition("://")[0]
+        if any(c in text for c in "*?["):
+            raise UsageError(f"--out: {text}: an object-store --out holds no glob characters")
         try:
             configure(beam_args)
             from apache_beam.io.filesystems import FileSystems
@@ -656,18 +658,26 @@ def _conformance(args: argparse.Namespace) -> int:
     manifest. The results go to ``conformance_checks`` (the run's own results stay as they
     were); a failing recipient's tree of the run moves to quarantine."""
 
-    from minimeter.conformance.quarantine import quarantine
-    from minimeter.conformance.run import as_of_datetime, check_trees
-    from minimeter.conformance.suites import MANIFEST_CHECK, ExpectationResult
     from minimeter.layout import OutLayout
-    from minimeter.manifest import manifest_findings
-    from minimeter.pipeline.audit import record_check
+    from minimeter.publish import OutLock
 
     out = _out(args.out)
     layout = OutLayout(out)
     db = layout.audit_db
     if not db.is_file():
         raise ConfigError(f"{db}: no audit database", "input-unreadable")
+    with OutLock(layout, "conformance", at=datetime.now(UTC)):  # it moves trees, writes the audit
+        return _conformance_locked(args, out, layout)
+
+
+def _conformance_locked(args: argparse.Namespace, out: AnyPath, layout: Any) -> int:
+    from minimeter.conformance.quarantine import quarantine
+    from minimeter.conformance.run import as_of_datetime, check_trees
+    from minimeter.conformance.suites import MANIFEST_CHECK, ExpectationResult
+    from minimeter.manifest import manifest_findings
+    from minimeter.pipeline.audit import record_check
+
+    db = layout.audit_db
     con = open_audit(db)
     try:
         run = con.execute(
@@ -792,6 +802,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MinimeterError as exc:
         print(f"minimeter: {exc.category}: {exc.detail}", file=sys.stderr)
         return EXIT_OTHER if command == "cms" and exc.category != "usage" else exit_code(exc)
+    except OSError as exc:  # a file or an object store failing under us: one line, exit 1
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"minimeter: io-failed: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_OTHER
     except KeyboardInterrupt:
         print("minimeter: interrupted: stopped by the user", file=sys.stderr)
         return 130

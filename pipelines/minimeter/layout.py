@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minimeter.storage import AnyPath, ObjectPath, keys_below, subfolders
+from minimeter.storage import AnyPath, ObjectPath, children, keys_below, subfolders
 
 MANIFEST = "manifest.json"
 SIGNATURE = MANIFEST + ".p7s"
@@ -129,7 +129,7 @@ class OutLayout:
 
     def stagings(self) -> list[Staging]:
         d = self.staging_root
-        return [self.staging(n) for n in subfolders(d)]
+        return [self.staging(n) for n in children(d)]
 
     def recipient_root(self, recipient: str) -> AnyPath:
         return self.root / recipient
@@ -139,7 +139,7 @@ class OutLayout:
 
     def published_runs(self, recipient: str) -> list[RecipientTree]:
         d = self.root / recipient / "runs"
-        return [self.published(recipient, n) for n in subfolders(d)]
+        return [self.published(recipient, n) for n in children(d)]
 
     def index(self, recipient: str) -> AnyPath:
         return self.root / recipient / INDEX

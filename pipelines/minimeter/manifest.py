@@ -26,7 +26,7 @@ from minimeter.files import atomic_write
 from minimeter.keys import load_certificates, load_private_key
 from minimeter.layout import INDEX, MANIFEST, SIGNATURE, OutLayout, RecipientTree
 from minimeter.policy.model import Policy
-from minimeter.storage import AnyPath, relative
+from minimeter.storage import AnyPath, parquet_rows, relative
 
 FORMAT = "minimeter-manifest/1"
 INDEX_FORMAT = "minimeter-index/1"
@@ -127,18 +127,28 @@ def _rows_of(parquet: bytes) -> int:
     return int(pq.ParquetFile(pa.BufferReader(parquet)).metadata.num_rows)
 
 
-def _entry(tree: RecipientTree, path: AnyPath, kind: str) -> dict[str, object]:
-    """A file's manifest entry from one read of it (one request in an object store)."""
+def _facts(path: AnyPath, *, parquet: bool) -> tuple[int, str, int | None]:
+    """(bytes, SHA-256, rows) of a file: a local one streamed (its Parquet footer read alone),
+    an object in one read (one request)."""
+    if isinstance(path, Path):
+        rows = None
+        if parquet:
+            import pyarrow.parquet as pq
+
+            rows = int(pq.ParquetFile(path).metadata.num_rows)
+        return path.stat().st_size, digest_file(path), rows
     data = path.read_bytes()
-    rows = None
-    if kind == "data":
-        rows = _rows_of(data)
+    return len(data), hashlib.sha256(data).hexdigest(), _rows_of(data) if parquet else None
+
+
+def _entry(tree: RecipientTree, path: AnyPath, kind: str) -> dict[str, object]:
+    size, sha256, rows = _facts(path, parquet=kind == "data")
     return {
         "path": relative(path, tree.base),
         "kind": kind,
         "rows": rows,
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": size,
+        "sha256": sha256,
     }
 
 
@@ -297,17 +307,22 @@ def _check_files(
         if ".." in PurePosixPath(rel).parts or rel not in present:
             report(f"{rel}: missing")
             continue
+        path = tree.base / rel
         try:
-            data = (tree.base / rel).read_bytes()  # one read: hash and rows
+            if isinstance(path, Path):
+                sha256, data = digest_file(path), None
+            else:  # one read: hash and rows
+                data = path.read_bytes()
+                sha256 = hashlib.sha256(data).hexdigest()
         except OSError as exc:
             report(f"{rel}: unreadable ({exc.strerror or exc})")
             continue
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if sha256 != entry["sha256"]:
             report(f"{rel}: SHA-256 differs from the manifest")
             continue
         if entry.get("kind") == "data":
             try:
-                n = _rows_of(data)
+                n = _rows_of(data) if data is not None else parquet_rows(path)
             except Exception:  # noqa: BLE001 - any unreadable file is a finding
                 report(f"{rel}: not readable as Parquet")
                 continue

@@ -39,7 +39,14 @@ from pathlib import Path
 from minimeter.errors import MinimeterError
 from minimeter.files import atomic_write, sync_directory, sync_tree
 from minimeter.layout import OutLayout, Staging
-from minimeter.storage import AnyPath, create_exclusive, move_tree, remove_tree, subfolders
+from minimeter.storage import (
+    AnyPath,
+    create_exclusive,
+    move_tree,
+    moved_already,
+    remove_tree,
+    subfolders,
+)
 
 CRASH_AT = "MINIMETER_CRASH_AT"
 """Fault injection for the tests: the run kills itself (SIGKILL) at the named point."""
@@ -116,10 +123,17 @@ def OutLock(layout: OutLayout, run_id: str, *, at: datetime | None = None) -> It
 
 
 def read_lock(layout: OutLayout) -> LockHolder | None:
+    """The holder of the lock; None when there is no lock or it names nobody (unparsable). A
+    lock that cannot be read is never taken for a missing one."""
     try:
-        doc = json.loads(layout.lock.read_text())
-        return LockHolder(**doc)
-    except (OSError, ValueError, TypeError):
+        text = layout.lock.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutLocked(f"{layout.lock}: cannot read the lock ({exc.strerror or exc})") from None
+    try:
+        return LockHolder(**json.loads(text))
+    except (ValueError, TypeError):
         return None
 
 
@@ -181,6 +195,9 @@ def _replace_dir(source: AnyPath, target: AnyPath, trash: AnyPath) -> None:
     """``source`` becomes ``target``; an existing ``target`` goes to ``trash`` first. The
     rename reaches the disk before the caller goes on (the staging folder, which holds the
     commit record, is removed only after every rename is durable)."""
+    if moved_already(source):  # an object-store move killed while deleting its source
+        move_tree(source, target)  # (finishes the deletion; target is complete)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         trash.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +239,7 @@ def apply_publish(
         _replace_dir(staging.state, layout.state(record.run_id), staging.replaced / "_state")
     if record.state or layout.state_index.exists():
         set_state_head(layout, record.run_id, record.consumed_state)
-    remove_tree(staging.base)
+    remove_tree(staging.base, ignore_errors=True)
     _remove_if_empty(layout.staging_root)
 
 
@@ -247,7 +264,7 @@ def recover(
             apply_publish(layout, record, write_index)
             done.append(f"finished publishing run {staging.run_id}")
         else:
-            remove_tree(staging.base)
+            remove_tree(staging.base, ignore_errors=True)
             done.append(f"removed the staging of unfinished run {staging.run_id}")
     _remove_if_empty(layout.staging_root)
     return done
@@ -274,7 +291,7 @@ def set_state_head(layout: OutLayout, run_id: str, consumed: str | None) -> None
     atomic_write(layout.state_index, json.dumps(doc, sort_keys=True).encode(), durable=True)
     for name in subfolders(layout.state_root):
         if name not in (run_id, consumed):  # only the head and what it consumed are kept
-            remove_tree(layout.state(name))
+            remove_tree(layout.state(name), ignore_errors=True)
 
 
 def state_to_consume(layout: OutLayout, run_id: str) -> str | None:

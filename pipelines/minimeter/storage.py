@@ -163,19 +163,20 @@ class ObjectPath:
             result = _fs().match([self.url + "/**"], [limit] if limit else None)[0]
         except Exception as exc:  # noqa: BLE001 - the store's own error, as OSError
             raise _oserror(self.url, exc) from None
-        return sorted((m.path, int(m.size_in_bytes)) for m in result.metadata_list)
+        return sorted(  # a "folder" marker object (a key ending in /) is no file
+            (m.path, int(m.size_in_bytes)) for m in result.metadata_list if not m.path.endswith("/")
+        )
 
     def is_file(self) -> bool:
+        """Whether the object exists: False only when the store says it does not (any other
+        failure is an ``OSError``: never taken for "not there")."""
         try:
             return bool(_fs().exists(self.url))
-        except Exception:  # noqa: BLE001 - unreachable is "not there" for a test
-            return False
+        except Exception as exc:  # noqa: BLE001 - the store's own error, as OSError
+            raise _oserror(self.url, exc) from None
 
     def is_dir(self) -> bool:
-        try:
-            return bool(self._objects(limit=1))
-        except OSError:
-            return False
+        return bool(self._objects(limit=1))
 
     def exists(self) -> bool:
         return self.is_file() or self.is_dir()
@@ -277,47 +278,86 @@ AnyPath = Union[Path, ObjectPath]  # noqa: UP007 - a runtime alias, also used in
 # --- the operations that differ ---------------------------------------------------------------
 
 
-def remove_tree(path: AnyPath) -> None:
-    """Remove a folder (a prefix) and everything in it; nothing there is fine."""
+def remove_tree(path: AnyPath, *, ignore_errors: bool = False) -> None:
+    """Remove a folder (a prefix) and everything in it; nothing there is fine. In an object
+    store a tree's manifest and signature go first: a reader never finds a signed manifest
+    whose files are gone."""
     if isinstance(path, Path):
-        shutil.rmtree(path, ignore_errors=True)
+        if path.exists() or path.is_symlink():
+            shutil.rmtree(path, ignore_errors=ignore_errors)
         return
-    urls = [url for url, _ in path._objects()]
-    if urls:
-        try:
-            _fs().delete(urls)
-        except Exception as exc:  # noqa: BLE001
-            raise _oserror(path.url, exc) from None
+    try:
+        urls = [url for url, _ in path._objects()]
+        _delete_manifest_first(urls)
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def _delete_manifest_first(urls: list[str]) -> None:
+    first = [u for u in urls if u.rsplit("/", 1)[-1] in _LAST]
+    rest = [u for u in urls if u not in first]
+    for batch in (first, rest):
+        if batch:
+            try:
+                _fs().delete(batch)
+            except Exception as exc:  # noqa: BLE001
+                raise _oserror(batch[0], exc) from None
 
 
 _LAST = ("manifest.json", "manifest.json.p7s")
 
 
+MOVED = ".minimeter-moved"
+"""In an object store, a tree whose every object was copied to its target: what is left of the
+source is deleted, never copied again (a move killed while deleting is finished, not redone)."""
+
+
+def moved_already(source: AnyPath) -> bool:
+    """Whether ``source`` is the remnant of a finished copy (object stores; locally a rename
+    leaves no remnant)."""
+    return isinstance(source, ObjectPath) and (source / MOVED).is_file()
+
+
 def move_tree(source: AnyPath, target: AnyPath) -> None:
     """``source`` becomes ``target`` (which must not exist). Local: one rename. Object store:
     every object is copied (one batch), then the manifest and its signature (a second batch),
-    then the sources are deleted."""
+    each copy checked; then the source is marked moved (``MOVED``) and deleted, the marker
+    last. A source found marked was copied already: only its deletion is finished."""
     if isinstance(source, Path) and isinstance(target, Path):
         os.replace(source, target)
         return
     assert isinstance(source, ObjectPath) and isinstance(target, ObjectPath)
     urls = [url for url, _ in source._objects()]
-    if not urls and source.is_file():
-        urls = [source.url]
-        pairs = [(source.url, target.url)]
-    else:
+    if not urls:
+        if source.is_file():  # one object: copy, then delete (a copy again is harmless)
+            _copy([(source.url, target.url)])
+            source.unlink()
+        return
+    marker = (source / MOVED).url
+    if marker not in urls:
         prefix = source.url + "/"
         pairs = [(u, f"{target.url}/{u[len(prefix) :]}") for u in urls]
-    last = [p for p in pairs if p[0].rsplit("/", 1)[-1] in _LAST]
-    first = [p for p in pairs if p not in last]
-    fs = _fs()
+        last = [p for p in pairs if p[0].rsplit("/", 1)[-1] in _LAST]
+        _copy([p for p in pairs if p not in last])
+        _copy(last)  # the manifest and its signature after everything else
+        (source / MOVED).write_bytes(target.url.encode())
+    _delete_manifest_first([u for u in urls if u != marker])
+    (source / MOVED).unlink(missing_ok=True)
+
+
+def _copy(pairs: list[tuple[str, str]]) -> None:
+    """Copy objects; any failed copy is an ``OSError`` (Beam's S3 copy returns its failures)."""
+    if not pairs:
+        return
     try:
-        for batch in (first, last):  # the manifest and its signature after everything else
-            if batch:
-                fs.copy([s for s, _ in batch], [t for _, t in batch])
-        fs.delete([s for s, _ in pairs])
+        results = _fs().copy([s for s, _ in pairs], [t for _, t in pairs])
     except Exception as exc:  # noqa: BLE001
-        raise _oserror(source.url, exc) from None
+        raise _oserror(pairs[0][0], exc) from None
+    failed = [(s, err) for s, _, err in (results or []) if err is not None]
+    if failed:
+        source, err = failed[0]
+        raise _oserror(source, err if isinstance(err, BaseException) else Exception(str(err)))
 
 
 def create_exclusive(path: AnyPath, data: bytes) -> bool:
@@ -389,8 +429,15 @@ def check_reachable(path: ObjectPath) -> None:
     if scheme != "s3":
         return
     bucket = rest.partition("/")[0]
+    client = _s3_client(quick=True)
     try:
-        _s3_client(quick=True).head_bucket(Bucket=bucket)
+        try:
+            client.head_bucket(Bucket=bucket)
+        except Exception as exc:  # noqa: BLE001 - a policy scoped to a prefix: list it instead
+            if str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code")) != "403":
+                raise
+            prefix = rest.partition("/")[2].split("*")[0]
+            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
     except Exception as exc:  # noqa: BLE001 - any failure is the one line
         response = getattr(exc, "response", None) or {}
         code = response.get("Error", {}).get("Code")
@@ -405,8 +452,9 @@ def _s3_create_exclusive(bucket: str, key: str, data: bytes) -> bool:
     try:
         client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-            return False
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            return False  # (409: another conditional put of that key is under way)
         raise _oserror(f"s3://{bucket}/{key}", exc) from None
     return True
 
@@ -428,6 +476,13 @@ def subfolders(path: AnyPath) -> list[str]:
     if isinstance(path, Path):
         return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
     return sorted({k.split("/", 1)[0] for k in keys_below(path) if "/" in k})
+
+
+def children(path: AnyPath) -> list[str]:
+    """The names of everything directly in ``path``, files and folders (one listing)."""
+    if isinstance(path, Path):
+        return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    return sorted({k.split("/", 1)[0] for k in keys_below(path)})
 
 
 def keys_below(path: ObjectPath) -> list[str]:
@@ -473,16 +528,20 @@ class LocalCopies:
         import tempfile
 
         out: list[str] = []
-        for n, p in enumerate(self.paths):
-            if isinstance(p, Path):
-                out.append(str(p))
-                continue
-            if self.tmp is None:
-                self.tmp = tempfile.mkdtemp(prefix="minimeter-")
-            local = Path(self.tmp, f"{n:06d}", *p.parts)  # the key's folders kept (run ids)
-            local.parent.mkdir(parents=True)
-            local.write_bytes(p.read_bytes())
-            out.append(str(local))
+        try:
+            for n, p in enumerate(self.paths):
+                if isinstance(p, Path):
+                    out.append(str(p))
+                    continue
+                if self.tmp is None:
+                    self.tmp = tempfile.mkdtemp(prefix="minimeter-")
+                local = Path(self.tmp, f"{n:06d}", *p.parts)  # the key's folders kept (run ids)
+                local.parent.mkdir(parents=True)
+                local.write_bytes(p.read_bytes())
+                out.append(str(local))
+        except BaseException:
+            self.__exit__()
+            raise
         return out
 
     def __exit__(self, *exc: object) -> None:

@@ -317,7 +317,7 @@ def _run_locked(
 
     recovered = recover(layout, lambda rid: committed_publish_id(layout.audit_db, rid), index)
     staging = layout.staging(cfg.run_id)
-    remove_tree(staging.base)
+    remove_tree(staging.base, ignore_errors=True)
     staging.base.mkdir(parents=True)
     worker.start()  # Great Expectations' import overlaps the Beam job
     carried_from = state_to_consume(layout, cfg.run_id) if cfg.carry_max_age_days > 0 else None
