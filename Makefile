@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck clean report-screenshot test-engines bench-engines flink-up flink-down spark-up spark-down clean-engines
+.PHONY: demo test test-stores bench lint typecheck clean report-screenshot test-engines bench-engines flink-up flink-down spark-up spark-down clean-engines
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Whole runs with --out in S3 (moto's S3 server, started by the tests; tests_stores/, outside the
+# testpaths of `make test`: each run costs minutes, Beam's S3 file system making a boto3 client
+# per call).
+test-stores: $(STAMP)
+	$(BIN)/pytest tests_stores
 
 # Full-page screenshot of the demo's report in headless Chromium (apt-get installs it if missing):
 # out/demo/report-screenshot.png and its tiles report-screenshot-NN.png. Run make demo first.

@@ -9,7 +9,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+from fleets import SYNTH_ARGS, session_fleet  # noqa: E402, F401  (SYNTH_ARGS: for the tests)
+
 from opensslkit import Identity, Pki  # noqa: E402
+
+pytest_plugins = ["s3_server"]  # the fixture s3: a real S3-protocol server (moto's)
 
 
 class CmsWorld:
@@ -60,15 +64,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> CmsWorld:
     return CmsWorld(tmp_path_factory.mktemp("cms-world"))
 
 
-SYNTH_ARGS = dict(meters=14, days=3, faults=0.25, forward_share=0.1, zlib_share=0.3, seed=3)
-
-
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from datetime import date
-
-    from minimeter.synth.generate import SynthConfig, synthesize
-
-    out = tmp_path_factory.mktemp("synth")
-    synthesize(SynthConfig(out=out, start=date(2026, 1, 9), **SYNTH_ARGS), progress=False)  # type: ignore[arg-type]
-    return out
+    return session_fleet(tmp_path_factory)
