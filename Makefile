@@ -66,8 +66,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engines.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipelines tests tests_engines benchmarks scripts
-	$(BIN)/ruff format --check pipelines tests tests_engines benchmarks scripts
+	$(BIN)/ruff check pipelines tests tests_engines tests_stores benchmarks scripts
+	$(BIN)/ruff format --check pipelines tests tests_engines tests_stores benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy pipelines/minimeter
